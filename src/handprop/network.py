@@ -1,0 +1,487 @@
+"""A one-hidden-layer perceptron with softmax outputs, in the derivation's notation.
+
+Examples are rows: a minibatch of K examples is X, shape (K, d).
+
+=========  ==========  ==========================================================
+symbol     shape       meaning
+=========  ==========  ==========================================================
+X          (K, d)      K input examples, one per row
+y          (K,)        their classes, integers in [0, m)
+W1         (d_h, d)    first-layer weights; row j feeds hidden unit j
+b1         (d_h,)      first-layer biases
+h_a        (K, d_h)    hidden pre-activations, H_a = X W1^T + b1
+h_s        (K, d_h)    hidden outputs ("sortie"), H_s = g(H_a)
+W2         (m, d_h)    second-layer weights; row k feeds output k
+b2         (m,)        second-layer biases
+o_a        (K, m)      output pre-activations (logits), O_a = H_s W2^T + b2
+o_s        (K, m)      output probabilities, O_s = softmax(O_a), row by row
+=========  ==========  ==========================================================
+
+The loss of a minibatch is the mean cross-entropy plus the penalty P:
+
+    L = (1/K) sum_k [ logsumexp(o_a[k]) - o_a[k, y_k] ] + P(W1, W2)
+
+and its gradients, with Y the (K, m) one-hot matrix of y, are
+
+    G_oa = (O_s - Y) / K                      (K, m)
+    dL/dW2 = G_oa^T H_s + dP/dW2              (m, d_h)
+    dL/db2 = sum of the rows of G_oa          (m,)
+    G_hs = G_oa W2                            (K, d_h)
+    G_ha = G_hs * g'(H_a)                     (K, d_h), elementwise
+    dL/dW1 = G_ha^T X + dP/dW1                (d_h, d)
+    dL/db1 = sum of the rows of G_ha          (d_h,)
+
+The number of scalar parameters is n_params = d_h (d + 1) + m (d_h + 1).
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+from typing import NamedTuple
+
+import numpy as np
+
+from . import activations as act
+from .penalty import ElasticNet
+
+__all__ = ["MLP", "Cache", "forward", "backward", "cross_entropy"]
+
+PARAM_NAMES = ("W1", "b1", "W2", "b2")
+_FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+_METHODS = ("matrix", "loop")
+
+
+class Cache(NamedTuple):
+    """What the forward pass keeps for the backward pass.
+
+    Attributes
+    ----------
+    h_a : (K, d_h) hidden pre-activations
+    h_s : (K, d_h) hidden outputs
+    o_a : (K, m) logits
+    o_s : (K, m) softmax probabilities
+    """
+
+    h_a: np.ndarray
+    h_s: np.ndarray
+    o_a: np.ndarray
+    o_s: np.ndarray
+
+
+# --------------------------------------------------------------------------
+# The two functions that hold the math. MLP, training, the estimator and the
+# gradient checker all call these.
+# --------------------------------------------------------------------------
+
+
+def forward(params: dict[str, np.ndarray], X: np.ndarray, activation: str) -> Cache:
+    """Forward pass on a minibatch.
+
+    Parameters
+    ----------
+    params : dict with "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,)
+    X : (K, d), the dtype of the parameters
+    activation : canonical activation name (a key of ``ACTIVATIONS``)
+
+    Returns
+    -------
+    Cache of h_a (K, d_h), h_s (K, d_h), o_a (K, m), o_s (K, m)
+    """
+    h_a = X @ params["W1"].T
+    h_a += params["b1"]
+    h_s = act.ACTIVATIONS[activation](h_a)
+    o_a = h_s @ params["W2"].T
+    o_a += params["b2"]
+    return Cache(h_a, h_s, o_a, act.softmax(o_a))
+
+
+def cross_entropy(o_a: np.ndarray, y: np.ndarray) -> float:
+    """Mean over the rows of -log o_s[y], from the logits by log-sum-exp.
+
+    Parameters
+    ----------
+    o_a : (K, m) logits
+    y : (K,) integer classes
+
+    Notes
+    -----
+    -log softmax(o_a)[y] = logsumexp(o_a) - o_a[y] (reference, 2.4). Taking the
+    log of an underflowed probability would give inf; this form stays finite.
+    """
+    K = o_a.shape[0]
+    return float(np.mean(act.logsumexp(o_a) - o_a[np.arange(K), y]))
+
+
+def backward(
+    params: dict[str, np.ndarray],
+    cache: Cache,
+    X: np.ndarray,
+    y: np.ndarray,
+    activation: str,
+    penalty: ElasticNet | None = None,
+) -> dict[str, np.ndarray]:
+    """Gradients of the minibatch loss (mean cross-entropy + penalty).
+
+    Parameters
+    ----------
+    params : dict with "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,)
+    cache : the :class:`Cache` that :func:`forward` returned for ``X``
+    X : (K, d)
+    y : (K,) integer classes in [0, m)
+    activation : canonical activation name
+    penalty : ElasticNet or None
+
+    Returns
+    -------
+    dict with "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,)
+    """
+    K = X.shape[0]
+    # Softmax with cross-entropy is a canonical link: the log-sum-exp's
+    # gradient is o_s, and -o_a[y]'s is -onehot(y), so the output delta is
+    # simply o_s - onehot(y), with no softmax Jacobian to multiply by.
+    G_oa = cache.o_s.copy()
+    G_oa[np.arange(K), y] -= 1
+    G_oa /= K
+    G_hs = G_oa @ params["W2"]
+    G_ha = G_hs * act.DERIVATIVES[activation](cache.h_a, cache.h_s)
+    grads = {
+        "W1": G_ha.T @ X,
+        "b1": G_ha.sum(axis=0),
+        "W2": G_oa.T @ cache.h_s,
+        "b2": G_oa.sum(axis=0),
+    }
+    if penalty is not None and not penalty.is_zero:
+        for weight in ("W1", "W2"):
+            grads[weight] += penalty.grad_of(weight, params[weight])
+    return grads
+
+
+# --------------------------------------------------------------------------
+# Input checks. They run before anything is computed, so a call that fails
+# leaves the network as it was.
+# --------------------------------------------------------------------------
+
+
+def _check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from exc
+    if dt.name not in _FLOAT_DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dt.name}")
+    return dt
+
+
+def _check_positive_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+class MLP:
+    """One hidden layer of d_h units with activation g, and m softmax outputs.
+
+    Parameters
+    ----------
+    d : int >= 1
+        Number of inputs.
+    d_h : int >= 1
+        Number of hidden units.
+    m : int >= 2
+        Number of classes.
+    activation : str
+        One of ``relu`` (alias ``rect``), ``sigmoid`` (alias ``logistic``),
+        ``tanh``, ``softplus``, ``abs``, ``sign``, ``identity``.
+    dtype : "float64" or "float32"
+    seed : int, numpy.random.Generator or None
+        Seeds the initialization.
+
+    Attributes
+    ----------
+    W1 : (d_h, d), b1 : (d_h,), W2 : (m, d_h), b2 : (m,)
+
+    Notes
+    -----
+    Weights are drawn uniformly in [-a, a]: a = sqrt(6 / d) for W1 under rect
+    (He: keeps the variance of h_a steady although rect zeroes half of it),
+    a = sqrt(6 / (d + d_h)) otherwise (Glorot), and a = sqrt(6 / (d_h + m))
+    for W2. Biases start at zero. The draws are made in float64 and then
+    cast, so a float32 and a float64 net with the same seed agree.
+
+    Examples
+    --------
+    >>> net = MLP(2, 3, 2, seed=0)
+    >>> net.n_params
+    17
+    >>> float(net.predict_proba(np.array([[0.5, -1.0]])).sum())
+    1.0
+    """
+
+    def __init__(
+        self,
+        d: int,
+        d_h: int,
+        m: int,
+        *,
+        activation: str = "relu",
+        dtype: str = "float64",
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        self.d = _check_positive_int("d", d)
+        self.d_h = _check_positive_int("d_h", d_h)
+        self.m = _check_positive_int("m", m, minimum=2)
+        self.activation = act.resolve(activation)
+        self.dtype = _check_dtype(dtype)
+        rng = np.random.default_rng(seed)
+        fan1 = self.d if self.activation == "relu" else self.d + self.d_h
+        a1 = np.sqrt(6.0 / fan1)
+        a2 = np.sqrt(6.0 / (self.d_h + self.m))
+        self.W1 = rng.uniform(-a1, a1, size=(self.d_h, self.d)).astype(self.dtype)
+        self.b1 = np.zeros(self.d_h, dtype=self.dtype)
+        self.W2 = rng.uniform(-a2, a2, size=(self.m, self.d_h)).astype(self.dtype)
+        self.b2 = np.zeros(self.m, dtype=self.dtype)
+
+    # -- parameters ---------------------------------------------------------
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of each parameter by name."""
+        return {
+            "W1": (self.d_h, self.d),
+            "b1": (self.d_h,),
+            "W2": (self.m, self.d_h),
+            "b2": (self.m,),
+        }
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """The four parameter arrays by name (the arrays themselves, not copies).
+
+        Assigning a dict replaces them, after checking every name, shape and
+        value; a failed assignment changes nothing.
+        """
+        return {"W1": self.W1, "b1": self.b1, "W2": self.W2, "b2": self.b2}
+
+    @params.setter
+    def params(self, new: dict[str, np.ndarray]) -> None:
+        if not isinstance(new, dict):
+            raise TypeError(f"params must be a dict of arrays, got {type(new).__name__}")
+        missing = [k for k in PARAM_NAMES if k not in new]
+        extra = [k for k in new if k not in PARAM_NAMES]
+        if missing or extra:
+            raise ValueError(
+                f"params must have exactly the keys W1, b1, W2, b2; "
+                f"missing {missing or 'none'}, unexpected {extra or 'none'}"
+            )
+        checked = {}
+        for name, shape in self.shapes().items():
+            arr = np.asarray(new[name])
+            if arr.shape != shape:
+                raise ValueError(f"params[{name!r}] must have shape {shape}, got {arr.shape}")
+            if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+                raise TypeError(f"params[{name!r}] must be real numbers, got dtype {arr.dtype}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"params[{name!r}] holds NaN or inf")
+            checked[name] = np.array(arr, dtype=self.dtype, copy=True)
+        self.W1, self.b1, self.W2, self.b2 = (checked[k] for k in PARAM_NAMES)
+
+    @property
+    def n_params(self) -> int:
+        """d_h (d + 1) + m (d_h + 1): the weights plus one bias per unit."""
+        return self.d_h * (self.d + 1) + self.m * (self.d_h + 1)
+
+    def copy(self) -> MLP:
+        """A deep copy: changing it leaves this net alone."""
+        return _copy.deepcopy(self)
+
+    def astype(self, dtype) -> MLP:
+        """A copy whose parameters are cast to ``dtype`` (float32 or float64)."""
+        dt = _check_dtype(dtype)
+        new = self.copy()
+        new.dtype = dt
+        new.W1, new.b1, new.W2, new.b2 = (p.astype(dt) for p in self.params.values())
+        return new
+
+    def __repr__(self) -> str:
+        return (
+            f"MLP(d={self.d}, d_h={self.d_h}, m={self.m}, "
+            f"activation={self.activation!r}, dtype={self.dtype.name!r})"
+        )
+
+    # -- input checks -------------------------------------------------------
+
+    def check_X(self, X) -> np.ndarray:
+        """X as a (K, d) array of this net's dtype, or a ValueError/TypeError."""
+        if isinstance(X, (str, bytes)):
+            raise TypeError("X must be an array of numbers, got a string")
+        arr = np.asarray(X)
+        if arr.dtype == object or not (
+            np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
+        ) or np.iscomplexobj(arr):
+            raise TypeError(f"X must hold real numbers, got dtype {arr.dtype}")
+        if arr.ndim != 2:
+            raise ValueError(
+                f"X must be 2-D with shape (K, {self.d}), one example per row; "
+                f"got {arr.ndim}-D array of shape {arr.shape}"
+            )
+        if arr.shape[0] == 0:
+            raise ValueError(f"X is an empty batch: expected shape (K, {self.d}) with K >= 1")
+        if arr.shape[1] != self.d:
+            raise ValueError(
+                f"X has {arr.shape[1]} features per example; this net expects d = {self.d}"
+            )
+        arr = np.asarray(arr, dtype=self.dtype)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("X contains NaN or inf; every input must be finite")
+        return arr
+
+    def check_y(self, y, K: int) -> np.ndarray:
+        """y as a (K,) int64 array of classes in [0, m), or a ValueError/TypeError."""
+        arr = np.asarray(y)
+        if arr.ndim != 1:
+            raise ValueError(f"y must be 1-D with shape ({K},), got shape {arr.shape}")
+        if arr.shape[0] != K:
+            raise ValueError(f"len(y) = {arr.shape[0]} but X has {K} examples; they must match")
+        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise TypeError(f"y must hold integer classes in [0, {self.m}), got dtype {arr.dtype}")
+        if not np.issubdtype(arr.dtype, np.integer):
+            if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+                raise ValueError(f"y must hold integer classes in [0, {self.m}); got non-integers")
+        out = arr.astype(np.int64)
+        if out.size and (out.min() < 0 or out.max() >= self.m):
+            raise ValueError(
+                f"y must hold classes in [0, {self.m}); got values from {out.min()} to {out.max()}"
+            )
+        return out
+
+    @staticmethod
+    def check_penalty(penalty) -> ElasticNet | None:
+        if penalty is None or isinstance(penalty, ElasticNet):
+            return penalty
+        raise TypeError(f"penalty must be an ElasticNet or None, got {type(penalty).__name__}")
+
+    # -- the math -----------------------------------------------------------
+
+    def fprop(self, X) -> Cache:
+        """Forward pass on a minibatch X, shape (K, d).
+
+        Returns
+        -------
+        Cache of h_a (K, d_h), h_s (K, d_h), o_a (K, m), o_s (K, m)
+        """
+        return forward(self.params, self.check_X(X), self.activation)
+
+    def bprop(self, cache: Cache, X, y, penalty: ElasticNet | None = None) -> dict[str, np.ndarray]:
+        """Gradients of the minibatch loss, given the cache from :meth:`fprop`.
+
+        Parameters
+        ----------
+        cache : Cache from ``fprop(X)``
+        X : (K, d)
+        y : (K,) integer classes in [0, m)
+        penalty : ElasticNet or None
+
+        Returns
+        -------
+        dict with "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,)
+        """
+        X = self.check_X(X)
+        y = self.check_y(y, X.shape[0])
+        penalty = self.check_penalty(penalty)
+        if not isinstance(cache, Cache) or cache.h_a.shape != (X.shape[0], self.d_h):
+            raise ValueError("cache must be the Cache that fprop returned for this X")
+        return backward(self.params, cache, X, y, self.activation, penalty)
+
+    def loss(self, X, y, penalty: ElasticNet | None = None) -> float:
+        """Mean cross-entropy over the K examples of X (K, d), plus the penalty."""
+        X = self.check_X(X)
+        y = self.check_y(y, X.shape[0])
+        penalty = self.check_penalty(penalty)
+        o_a = forward(self.params, X, self.activation).o_a
+        value = cross_entropy(o_a, y)
+        return value + (penalty.value(self.params) if penalty is not None else 0.0)
+
+    def loss_and_grads(
+        self, X, y, penalty: ElasticNet | None = None, method: str = "matrix"
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        """The minibatch loss and its gradient with respect to each parameter.
+
+        Parameters
+        ----------
+        X : (K, d)
+        y : (K,) integer classes in [0, m)
+        penalty : ElasticNet or None
+        method : "matrix" (the fast path) or "loop" (the reference: one
+            example at a time, as in the derivation, then averaged)
+
+        Returns
+        -------
+        loss : float, the mean cross-entropy plus the penalty
+        grads : dict with "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,)
+        """
+        if method not in _METHODS:
+            raise ValueError(f"method must be 'matrix' or 'loop', got {method!r}")
+        X = self.check_X(X)
+        y = self.check_y(y, X.shape[0])
+        penalty = self.check_penalty(penalty)
+        if method == "loop":
+            return _loss_and_grads_loop(self, X, y, penalty)
+        cache = forward(self.params, X, self.activation)
+        value = cross_entropy(cache.o_a, y)
+        if penalty is not None:
+            value += penalty.value(self.params)
+        return value, backward(self.params, cache, X, y, self.activation, penalty)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities o_s, shape (n, m), for X of shape (n, d)."""
+        return forward(self.params, self.check_X(X), self.activation).o_s
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class of each row of X (n, d), shape (n,), int64."""
+        o_a = forward(self.params, self.check_X(X), self.activation).o_a
+        return o_a.argmax(axis=1).astype(np.int64)
+
+
+def _loss_and_grads_loop(
+    net: MLP, X: np.ndarray, y: np.ndarray, penalty: ElasticNet | None
+) -> tuple[float, dict[str, np.ndarray]]:
+    """The reference implementation: one example at a time, with vectors.
+
+    Each step is the derivation's single-example formula, written out here on
+    its own (it shares no code with :func:`forward` and :func:`backward` but
+    the activation functions), so that agreement between the two paths is
+    evidence that both are right.
+    """
+    W1, b1, W2, b2 = net.W1, net.b1, net.W2, net.b2
+    g = act.ACTIVATIONS[net.activation]
+    g_prime = act.DERIVATIVES[net.activation]
+    K = X.shape[0]
+    total = 0.0
+    sums = {name: np.zeros_like(p) for name, p in net.params.items()}
+    for k in range(K):
+        x = X[k]  # (d,)
+        h_a = W1 @ x + b1  # (d_h,)
+        h_s = g(h_a)  # (d_h,)
+        o_a = W2 @ h_s + b2  # (m,)
+        shifted = o_a - o_a.max()
+        o_s = np.exp(shifted) / np.exp(shifted).sum()  # (m,)
+        total += np.log(np.exp(shifted).sum()) - shifted[y[k]]  # -log o_s[y]
+        onehot = np.zeros(net.m, dtype=X.dtype)
+        onehot[y[k]] = 1
+        grad_oa = o_s - onehot  # (m,)
+        sums["W2"] += np.outer(grad_oa, h_s)  # (m, d_h)
+        sums["b2"] += grad_oa  # (m,)
+        grad_hs = W2.T @ grad_oa  # (d_h,)
+        grad_ha = grad_hs * g_prime(h_a, h_s)  # (d_h,)
+        sums["W1"] += np.outer(grad_ha, x)  # (d_h, d)
+        sums["b1"] += grad_ha  # (d_h,)
+    grads = {name: s / K for name, s in sums.items()}
+    loss = total / K
+    if penalty is not None:
+        for name, W in (("W1", W1), ("W2", W2)):
+            l1 = getattr(penalty, f"l1_{name}")
+            l2 = getattr(penalty, f"l2_{name}")
+            loss += l1 * np.sum(np.abs(W)) + l2 * np.sum(W * W)
+            grads[name] = grads[name] + l1 * np.sign(W) + 2 * l2 * W
+    return float(loss), grads

@@ -1,0 +1,167 @@
+"""The gradient checker, and through it every gradient of the network."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from handprop import MLP, ElasticNet, gradcheck
+from handprop import activations as act
+from handprop.datasets import make_moons
+
+ACTS = sorted(act.ACTIVATIONS)
+PENALTIES = {
+    "none": None,
+    "l1": ElasticNet(l1_W1=0.01, l1_W2=0.02),
+    "l2": ElasticNet(l2_W1=0.03, l2_W2=0.04),
+    "all": ElasticNet(0.01, 0.03, 0.02, 0.04),
+}
+SIZES = [(2, 2, 2), (5, 7, 3)]
+
+
+def _problem(d, d_h, m, K, activation, seed=0):
+    """Two-moons points padded with noise features, kept off the kinks."""
+    X2, y = make_moons(max(K, 2), noise=0.2, seed=seed)
+    rng = np.random.default_rng(seed)
+    X = np.hstack([X2[:K], rng.normal(size=(K, d - 2))]) if d > 2 else X2[:K, :d]
+    y = y[:K] if m == 2 else rng.integers(0, m, size=K)
+    net = MLP(d, d_h, m, activation=activation, seed=seed)
+    # biases away from zero, so that no gradient entry is trivially tiny
+    net.b1[:] = rng.uniform(-0.5, 0.5, size=d_h)
+    net.b2[:] = rng.uniform(-0.5, 0.5, size=m)
+    return net, X, y
+
+
+@pytest.mark.parametrize("activation", ACTS)
+@pytest.mark.parametrize("penalty", PENALTIES)
+@pytest.mark.parametrize("K", [1, 10])
+@pytest.mark.parametrize("size", SIZES, ids=["2-2-2", "5-7-3"])
+def test_every_gradient_passes(activation, penalty, K, size):
+    net, X, y = _problem(*size, K, activation)
+    before = {k: v.copy() for k, v in net.params.items()}
+    report = gradcheck(net, X, y, PENALTIES[penalty], eps=1e-3, order=4)
+    assert report.n_kinks == 0, "the test data must keep off the kinks"
+    assert report.max_rel_error <= 1e-7, str(report)
+    assert report.passed
+    for name, p in net.params.items():  # restored after every perturbation
+        assert np.array_equal(p, before[name])
+    # the loop implementation passes the same check
+    assert gradcheck(net, X, y, PENALTIES[penalty], eps=1e-3, order=4,
+                     method="loop").max_rel_error <= 1e-7
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "softplus"])
+@pytest.mark.parametrize("K", [1, 10])
+def test_classic_stencil_at_default_eps(activation, K):
+    net, X, y = _problem(2, 2, 2, K, activation)
+    report = gradcheck(net, X, y, PENALTIES["all"])
+    assert report.eps == 1e-6 and report.order == 2
+    assert report.n_kinks == 0
+    assert report.max_rel_error <= 1e-6, str(report)
+
+
+def test_report_fields_and_table():
+    net, X, y = _problem(5, 7, 3, 10, "tanh")
+    report = gradcheck(net, X, y, PENALTIES["l2"])
+    assert [c.name for c in report.checks] == ["W1", "b1", "W2", "b2"]
+    w1 = report["W1"]
+    assert w1.shape == (7, 5) and w1.n_checked == 35
+    assert w1.analytic.shape == w1.numerical.shape == w1.rel_error.shape == (35,)
+    _, grads = net.loss_and_grads(X, y, PENALTIES["l2"])
+    assert_allclose(w1.analytic, grads["W1"].ravel(), rtol=1e-15)
+    assert_allclose(w1.numerical, w1.analytic, rtol=1e-5, atol=1e-9)
+    text = str(report)
+    lines = text.splitlines()
+    assert lines[0].split()[:4] == ["param", "shape", "checked", "kinks"]
+    assert lines[2].split()[:3] == ["W1", "7x5", "35/35"]
+    assert "passed" in lines[-1] and "K = 10" in lines[-1]
+
+
+def test_a_wrong_gradient_fails(monkeypatch):
+    # rect' written as the reference's 2.13 has it (h_a instead of 1[h_a > 0])
+    net, X, y = _problem(5, 7, 3, 10, "relu")
+    monkeypatch.setitem(act.DERIVATIVES, "relu", lambda x, gx=None: np.maximum(x, 0))
+    report = gradcheck(net, X, y)
+    assert not report.passed
+    assert report["W1"].max_rel_error > 1e-2
+    assert report["W2"].max_rel_error < 1e-6  # the layer above is untouched
+    assert "FAILED" in str(report)
+
+
+def test_l1_sign_error_of_the_reference_fails(monkeypatch):
+    # reference 2.18: "+ 2 W - sign(W)"; the right sign is +lambda1 sign(W)
+    net, X, y = _problem(5, 7, 3, 10, "tanh")
+    pen = ElasticNet(l1_W1=0.05)
+
+    def wrong(self, weight, W):
+        l1, l2 = self.lambdas(weight)
+        return -l1 * np.sign(W) + 2 * l2 * W
+
+    monkeypatch.setattr(ElasticNet, "grad_of", wrong)
+    assert gradcheck(net, X, y, pen)["W1"].max_rel_error > 1e-2
+
+
+def test_kinks_are_detected_not_failed():
+    # a pre-activation exactly at 0: perturbing W1[0, :] or b1[0] crosses the kink
+    net = MLP(2, 2, 2, activation="relu", seed=0)
+    X = np.array([[1.0, 1.0], [0.5, -1.0]])
+    y = np.array([0, 1])
+    net.b1[0] = -(X[0] @ net.W1[0])  # h_a[0, 0] = 0
+    report = gradcheck(net, X, y)
+    assert report["b1"].kink[0] and not report["b1"].kink[1]
+    assert report.n_kinks >= 1
+    assert "straddled a kink" in str(report)
+    assert report.passed  # the kinked entries are reported, not counted as failures
+
+
+def test_l1_kink_at_zero_weight():
+    net, X, y = _problem(2, 2, 2, 10, "tanh")
+    net.W2[0, 1] = 0.0
+    report = gradcheck(net, X, y, ElasticNet(l1_W2=0.1))
+    flat = 0 * 2 + 1
+    assert report["W2"].kink[flat] and report["W2"].kink.sum() == 1
+    assert report.passed
+
+
+def test_big_nets_are_checked_on_a_seeded_subset():
+    rng = np.random.default_rng(0)
+    net = MLP(30, 20, 4, activation="tanh", seed=0)
+    X, y = rng.normal(size=(5, 30)), rng.integers(0, 4, size=5)
+    a = gradcheck(net, X, y, max_entries=50, seed=3)
+    b = gradcheck(net, X, y, max_entries=50, seed=3)
+    assert a["W1"].n_checked == 50 and a["W1"].n_size == 600
+    assert a["b1"].n_checked == 20  # small parameters are checked whole
+    assert np.array_equal(a["W1"].index, b["W1"].index)
+    assert len(np.unique(a["W1"].index)) == 50
+    assert a.passed
+
+
+def test_float32_net_is_checked_in_float64():
+    net, X, y = _problem(5, 7, 3, 10, "tanh")
+    net32 = net.astype("float32")
+    report = gradcheck(net32, X, y)
+    assert report.passed
+    assert net32.W1.dtype == np.float32  # unchanged
+
+
+def test_tiny_entries_get_a_round_off_note():
+    net, X, y = _problem(5, 7, 3, 10, "sigmoid")
+    net.W2 *= 0.1  # makes the W1 gradients small (about 1e-3 and below)
+    report = gradcheck(net, X, y, tol=1e-7)
+    assert not report.passed
+    assert "within the round-off" in str(report) and "order=4" in str(report)
+    assert gradcheck(net, X, y, eps=1e-3, order=4, tol=1e-7).passed
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"eps": 0.0}, ValueError, "eps must be a number in \\(0, 1\\)"),
+    ({"eps": 2.0}, ValueError, "eps must be"),
+    ({"order": 3}, ValueError, "order must be 2 or 4, got 3"),
+    ({"max_entries": 0}, ValueError, "max_entries must be an integer >= 1"),
+    ({"method": "quick"}, ValueError, "method must be 'matrix' or 'loop'"),
+])
+def test_bad_arguments(kwargs, error, message):
+    net, X, y = _problem(2, 2, 2, 3, "tanh")
+    with pytest.raises(error, match=message):
+        gradcheck(net, X, y, **kwargs)
+    with pytest.raises(TypeError, match="net must be a handprop.MLP"):
+        gradcheck("net", X, y)
