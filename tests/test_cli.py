@@ -60,3 +60,126 @@ def test_help_and_version():
     assert r.returncode == 0 and "--d-h" in r.stdout
     r = run("--version")
     assert r.returncode == 0 and r.stdout.startswith("handprop ")
+
+
+# -- train, regions, curves, evaluate, predict ------------------------------
+
+
+def _csv_rows(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_train_on_moons_end_to_end(tmp_path):
+    r = run("train", "--epochs", "40", "--hidden", "50", "--lr", "0.05", "--out",
+            str(tmp_path / "run"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[1].split()[:3] == ["epoch", "train", "err"]
+    epoch_lines = [line for line in lines if line.strip() and line.split()[0].isdigit()]
+    assert len(epoch_lines) == 40
+    assert len(epoch_lines[0].split()) == 9  # epoch, six numbers, lr, seconds
+    assert "\r" not in r.stdout and "\r" not in r.stderr  # no progress bar off a terminal
+    run_dir = tmp_path / "run"
+    rows = _csv_rows(run_dir / "log.csv")
+    assert rows[0] == ["epoch", "train_error", "train_loss", "valid_error", "valid_loss",
+                       "test_error", "test_loss", "lr", "seconds"]
+    assert len(rows) == 41 and all(len(row) == 9 for row in rows)
+    assert float(rows[-1][3]) < 0.05  # valid error
+    assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from handprop import MLP
+
+    net = MLP.load(run_dir / "model.npz")
+    assert net.d_h == 50 and len(net.meta["history"]) == 40
+    assert net.meta["settings"]["lr"] == 0.05
+
+    r = run("evaluate", str(run_dir / "model.npz"), "--split", "all")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert [line.split(":")[0] for line in out] == ["train", "valid", "test"]
+    assert f"{100 * float(rows[-1][3]):.2f}%" in out[1]
+
+    features = tmp_path / "points.csv"
+    features.write_text("x1,x2\n0.0,1.0\n1.0,-0.5\n")
+    r = run("predict", str(run_dir / "model.npz"), str(features))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "prediction,p0,p1"
+    assert [line.split(",")[0] for line in r.stdout.splitlines()[1:]] == ["0", "1"]
+    r = run("predict", str(run_dir / "model.npz"), str(features), "--out",
+            str(tmp_path / "pred.csv"))
+    assert r.returncode == 0 and len(_csv_rows(tmp_path / "pred.csv")) == 3
+
+    r = run("curves", str(run_dir / "log.csv"), "--out", str(tmp_path / "c.png"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_on_a_csv_file(tmp_path):
+    from handprop.datasets import make_moons
+
+    X, y = make_moons(300, noise=0.1, seed=1)
+    path = tmp_path / "mine.csv"
+    path.write_text("a,b,label\n" + "".join(f"{a},{b},{c}\n" for (a, b), c in zip(X, y)))
+    r = run("train", "--dataset", str(path), "--epochs", "3", "--hidden", "8", "--out",
+            str(tmp_path / "out"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "240 train, 30 valid, 30 test" in r.stdout
+
+
+def test_regions_writes_the_grid(tmp_path):
+    out = tmp_path / "regions.png"
+    r = run("regions", "--hidden", "2,10", "--l2", "0,0.01", "--epochs", "5,20", "--out",
+            str(out))
+    assert r.returncode == 0, r.stderr
+    assert len([line for line in r.stdout.splitlines() if "valid error" in line]) == 8
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_grads():
+    r = run("compare-grads", "--k", "1", "--k", "10", "--d-h", "3")
+    assert r.returncode == 0, r.stderr
+    assert "K = 1: largest difference" in r.stdout and "K = 10: largest difference" in r.stdout
+    assert "W1[2,1]" in r.stdout
+    worst = float(r.stdout.splitlines()[-1].split()[5])
+    assert worst <= 1e-12
+
+
+def test_bench_epoch_says_the_loop_is_extrapolated():
+    r = run("bench-epoch", "--hidden", "16", "--slice", "300")
+    assert r.returncode == 0, r.stderr
+    assert "extrapolated from the first 300 examples" in r.stdout
+    assert "matrix:" in r.stdout
+
+
+def test_divergence_exits_1_with_one_line(tmp_path):
+    r = run("train", "--lr", "1e30", "--epochs", "3", "--out", str(tmp_path / "d"),
+            "--no-progress")
+    assert r.returncode == 1
+    assert r.stderr.strip().startswith("handprop: training diverged")
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "d" / "model.npz").exists()
+
+
+@pytest.mark.parametrize("make_args,message", [
+    (lambda t: ["train", "--dataset", str(t / "missing.csv")], "missing.csv: no such file"),
+    (lambda t: ["train", "--dataset", str(t / "bad.csv")], "line 2, column 1: 'oops'"),
+    (lambda t: ["train", "--dataset", "iris"], "unknown dataset 'iris'"),
+    (lambda t: ["train", "--out", str(t / "file.txt")], "cannot write to output folder"),
+    (lambda t: ["train", "--momentum", "1.5"], "--momentum: must be in [0, 1)"),
+    (lambda t: ["curves", str(t / "bad.csv")], "not a handprop log"),
+    (lambda t: ["evaluate", str(t / "file.txt")], "not a readable model file"),
+    (lambda t: ["predict", str(t / "nope.npz"), str(t / "bad.csv")], "no such model file"),
+    (lambda t: ["regions", "--hidden", "0,2"], "--hidden and --epochs values must be >= 1"),
+    (lambda t: ["regions", "--l2", "a,b"], "comma-separated list of numbers"),
+])
+def test_bad_data_prints_one_line_and_exits_2(tmp_path, make_args, message):
+    (tmp_path / "bad.csv").write_text("1,2,0\noops,2,1\n")
+    (tmp_path / "file.txt").write_text("not a folder")
+    r = run(*make_args(tmp_path), cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("handprop: error: "), r.stderr
+    assert message in lines[0]
+    assert "Traceback" not in r.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -106,11 +107,312 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------
+
+#: Epochs when --epochs is not given: two moons are small and need many.
+DEFAULT_EPOCHS = {"moons": 100, "mnist": 20}
+
+_HEADER = ("epoch", "train err", "train loss", "valid err", "valid loss", "test err",
+           "test loss", "lr", "seconds")
+_WIDTHS = (5, 9, 10, 9, 10, 8, 9, 8, 7)
+
+
+def _row(cells) -> str:
+    return "  ".join(f"{c:>{w}}" for c, w in zip(cells, _WIDTHS, strict=True))
+
+
+def format_record(r) -> str:
+    """One epoch's line: the six numbers, the rate and the time."""
+    def pct(v):
+        return "-" if np.isnan(v) else f"{100 * v:.2f}%"
+
+    def num(v):
+        return "-" if np.isnan(v) else f"{v:.4f}"
+
+    return _row((r.epoch, pct(r.train_error), num(r.train_loss), pct(r.valid_error),
+                 num(r.valid_loss), pct(r.test_error), num(r.test_loss), f"{r.lr:.4g}",
+                 f"{r.seconds:.2f}"))
+
+
+def _writable_folder(path: str) -> Path:
+    """Create ``path`` if needed and prove that files can be written in it."""
+    import tempfile
+
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OSError(f"cannot write to output folder {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
+def _dataset_name(dataset: str) -> str:
+    return dataset if dataset in ("moons", "mnist") else Path(dataset).stem
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .datasets import load_dataset
+    from .network import MLP
+    from .plotting import learning_curves, save_figure
+    from .training import Diverged, fit
+
+    epochs = args.epochs or DEFAULT_EPOCHS.get(args.dataset, 50)
+    out = _writable_folder(args.out or f"runs/{_dataset_name(args.dataset)}")
+    train, valid, test = load_dataset(args.dataset, data_dir=args.data_dir)
+    m = int(max(train[1].max(), valid[1].max(), test[1].max())) + 1
+    m = max(m, 2)
+    net = MLP(train[0].shape[1], args.hidden, m, activation=args.activation, dtype=args.dtype,
+              seed=args.seed)
+    penalty = _penalty(args.l1, args.l2)
+    print(f"{args.dataset}: {len(train[0])} train, {len(valid[0])} valid, {len(test[0])} test "
+          f"examples; {net}, {net.n_params:,} parameters")
+    print(_row(_HEADER))
+    log_path = out / "log.csv"
+    try:
+        history = fit(
+            net, *train, valid=valid, test=test, epochs=epochs, batch_size=args.batch_size,
+            lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, schedule=args.schedule,
+            penalty=penalty, patience=args.patience, seed=args.seed,
+            progress=not args.no_progress, log=log_path,
+            on_epoch=lambda r: tqdm.write(format_record(r)),
+        )
+    except Diverged as exc:
+        print(f"handprop: {exc}", file=sys.stderr)
+        return 1
+    settings = {k: v for k, v in vars(args).items() if k != "func"}
+    settings["epochs"] = epochs
+    net.save(out / "model.npz", history=history.to_dicts(), settings=settings,
+             stop_reason=history.stop_reason, best_epoch=history.best_epoch)
+    save_figure(learning_curves(history, title=f"{args.dataset}, d_h = {args.hidden}"),
+                out / "curves.png")
+    last = history[history.best_epoch - 1] if history.best_epoch else history[-1]
+    print(f"{history.stop_reason}; epoch {last.epoch} kept: test error {100 * last.test_error:.2f}%"
+          f", valid error {100 * last.valid_error:.2f}%")
+    print(f"wrote {out / 'model.npz'}, {log_path}, {out / 'curves.png'}")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# regions, curves
+# --------------------------------------------------------------------------
+
+
+def _number_list(kind):
+    def parse(text: str):
+        try:
+            values = [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of numbers, got {text!r}") from None
+        if not values or any(v < 0 for v in values):
+            raise argparse.ArgumentTypeError(f"expected numbers >= 0, got {text!r}")
+        return values
+    return parse
+
+
+def cmd_regions(args: argparse.Namespace) -> int:
+    from .datasets import load_moons_txt, moons_splits, split
+    from .network import MLP
+    from .penalty import ElasticNet
+    from .plotting import decision_regions, save_figure
+    from .training import evaluate, fit
+
+    if any(h < 1 for h in args.hidden) or any(e < 1 for e in args.epochs):
+        raise UsageError("--hidden and --epochs values must be >= 1")
+    if args.dataset == "moons":
+        train, valid, _ = moons_splits()
+    else:
+        train, valid, _ = split(*load_moons_txt(args.dataset))
+    panels = []
+    stops = sorted(set(args.epochs))
+    for d_h in args.hidden:
+        for l2 in args.l2:
+            net = MLP(2, d_h, 2, activation=args.activation, seed=args.seed)
+            snapshots = {}
+
+            def keep(record, net=net, snapshots=snapshots):
+                if record.epoch in stops:
+                    snapshots[record.epoch] = net.copy()
+
+            fit(net, *train, epochs=max(stops), batch_size=args.batch_size, lr=args.lr,
+                momentum=args.momentum, penalty=ElasticNet(l2_W1=l2, l2_W2=l2),
+                seed=args.seed, progress=False, on_epoch=keep)
+            for e in stops:
+                err = evaluate(snapshots[e], *valid)[0]
+                title = f"d_h={d_h}, l2={l2:g}" + (f", {e} epochs" if len(stops) > 1 else "")
+                panels.append((snapshots[e], f"{title}\nvalid error {100 * err:.1f}%"))
+                print(f"d_h {d_h:>4}  l2 {l2:<8g} epochs {e:>5}  valid error {100 * err:6.2f}%")
+    ncols = len(args.l2) * len(stops)
+    fig = decision_regions(panels, *train, ncols=ncols)
+    save_figure(fig, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_curves(args: argparse.Namespace) -> int:
+    from .plotting import learning_curves, save_figure
+    from .training import History
+
+    history = History.read_csv(args.log)
+    if not history:
+        raise ValueError(f"{args.log}: the log has no epochs")
+    save_figure(learning_curves(history, title=args.title), args.out)
+    print(f"wrote {args.out} ({len(history)} epochs)")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# evaluate, predict
+# --------------------------------------------------------------------------
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .datasets import load_dataset
+    from .network import MLP
+    from .training import evaluate
+
+    net = MLP.load(args.model)
+    splits = dict(zip(("train", "valid", "test"),
+                      load_dataset(args.dataset, data_dir=args.data_dir), strict=True))
+    names = ("train", "valid", "test") if args.split == "all" else (args.split,)
+    for name in names:
+        X, y = splits[name]
+        if X.shape[1] != net.d:
+            raise ValueError(f"{args.dataset} has {X.shape[1]} features; the model expects "
+                             f"{net.d}")
+        if y.max() >= net.m:
+            raise ValueError(f"{args.dataset} has class {y.max()}; the model knows "
+                             f"{net.m} classes")
+        error, loss = evaluate(net, X, y)
+        print(f"{name}: error {100 * error:.2f}% ({round(error * len(y))} of {len(y)}), "
+              f"average loss {loss:.4f}")
+    return 0
+
+
+def _read_features(path: str) -> np.ndarray:
+    """Inputs to predict from: a CSV of numbers (a header row allowed; a
+    column named "label" is dropped) or a .npz with an array X."""
+    from .datasets import DataError, read_table
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    if p.suffix.lower() == ".npz":
+        try:
+            with np.load(p, allow_pickle=False) as data:
+                if "X" not in data:
+                    raise DataError(f"{p}: expected an array named X")
+                return data["X"]
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any unreadable archive is bad data
+            raise DataError(f"{p}: not a readable .npz file ({exc})") from None
+    table, header = read_table(p)
+    if header and "label" in header:
+        table = np.delete(table, header.index("label"), axis=1)
+    return table
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from .files import write_text
+    from .network import MLP
+
+    net = MLP.load(args.model)
+    X = _read_features(args.file)
+    proba = net.predict_proba(X)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["prediction", *(f"p{k}" for k in range(net.m))])
+    for row in proba:
+        writer.writerow([int(row.argmax()), *(f"{p:.6g}" for p in row)])
+    if args.out:
+        write_text(args.out, buffer.getvalue())
+        print(f"wrote {len(proba)} predictions to {args.out}")
+    else:
+        sys.stdout.write(buffer.getvalue())
+    return 0
+
+
+# --------------------------------------------------------------------------
+# compare-grads, bench-epoch
+# --------------------------------------------------------------------------
+
+
+def cmd_compare_grads(args: argparse.Namespace) -> int:
+    from .network import MLP
+
+    penalty = _penalty(args.l1, args.l2)
+    worst = 0.0
+    for K in args.k or [1, 10]:
+        net = MLP(args.d, args.d_h, args.m, activation=args.activation, seed=args.seed)
+        X, y = _moons_like(K, args.d, args.m, args.seed)
+        loss_l, loop = net.loss_and_grads(X, y, penalty, method="loop")
+        loss_m, matrix = net.loss_and_grads(X, y, penalty, method="matrix")
+        print(f"K = {K}: loss {loss_l:.12f} (loop), {loss_m:.12f} (matrix)")
+        print(f"{'entry':<10} {'loop':>22} {'matrix':>22} {'|difference|':>13}")
+        for name in loop:
+            for index in np.ndindex(loop[name].shape):
+                a, b = loop[name][index], matrix[name][index]
+                label = f"{name}[{','.join(map(str, index))}]"
+                print(f"{label:<10} {a:>22.15e} {b:>22.15e} {abs(a - b):>13.3e}")
+        diff = max(float(np.abs(loop[k] - matrix[k]).max()) for k in loop)
+        diff = max(diff, abs(loss_l - loss_m))
+        print(f"K = {K}: largest difference {diff:.3e}\n")
+        worst = max(worst, diff)
+    print(f"largest difference over all K: {worst:.3e} (tolerance {args.tol:g})")
+    return 0 if worst <= args.tol else 1
+
+
+def cmd_bench_epoch(args: argparse.Namespace) -> int:
+    import time
+
+    from .datasets import load_mnist
+    from .network import MLP
+    from .optimizers import SGD
+    from .training import fit
+
+    train, _, _ = load_mnist(args.data_dir)
+    X, y = train
+    if args.slice > len(X) or args.slice < args.k:
+        raise UsageError(f"--slice must be between --k and {len(X)}")
+    print(f"one MNIST epoch: {len(X)} examples, K = {args.k}, d_h = {args.hidden}, "
+          f"{args.dtype}, plain SGD")
+    net = MLP(784, args.hidden, 10, dtype=args.dtype, seed=0)
+    t0 = time.perf_counter()
+    fit(net, X, y, epochs=1, batch_size=args.k, lr=0.1, progress=False)
+    matrix = time.perf_counter() - t0
+
+    net = MLP(784, args.hidden, 10, dtype=args.dtype, seed=0)
+    sgd = SGD()
+    Xs, ys = X[:args.slice], y[:args.slice]
+    t0 = time.perf_counter()
+    for start in range(0, args.slice, args.k):
+        _, grads = net.loss_and_grads(Xs[start:start + args.k], ys[start:start + args.k],
+                                      method="loop")
+        sgd.step(net.params, grads, 0.1)
+    loop = (time.perf_counter() - t0) * len(X) / args.slice
+    print(f"matrix: {matrix:8.2f} s per epoch (measured)")
+    print(f"loop:   {loop:8.2f} s per epoch (extrapolated from the first {args.slice} "
+          f"examples)")
+    print(f"the loop takes {loop / matrix:.0f} times as long as the matrix version")
+    return 0
+
+
+# --------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .activations import ACTIVATIONS, ALIASES
     from .gradcheck import DEFAULT_TOL
+    from .schedules import SCHEDULES
 
     activations = sorted(set(ACTIVATIONS) | set(ALIASES))
     parser = _Parser(
@@ -120,21 +422,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"handprop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    def small_net(p, d_h=2):
+        p.add_argument("--d", type=_positive_int, default=2, help="inputs (default 2)")
+        p.add_argument("--d-h", type=_positive_int, default=d_h,
+                       help=f"hidden units (default {d_h})")
+        p.add_argument("--m", type=_positive_int, default=2, help="classes, >= 2 (default 2)")
+        p.add_argument("--activation", choices=activations, default="relu")
+        p.add_argument("--l1", type=_pair, default=(0.0, 0.0), metavar="W1,W2",
+                       help="L1 lambdas for W1 and W2 (default 0,0)")
+        p.add_argument("--l2", type=_pair, default=(0.0, 0.0), metavar="W1,W2",
+                       help="L2 lambdas for W1 and W2 (default 0,0)")
+        p.add_argument("--seed", type=int, default=0)
+
     p = sub.add_parser(
         "gradcheck",
         help="check the hand-derived gradients by finite differences",
         description="Check every gradient of a small net by central finite differences in "
         "float64. Exits 0 when every relative error is under the tolerance, 1 otherwise.",
     )
-    p.add_argument("--d", type=_positive_int, default=2, help="inputs (default 2)")
-    p.add_argument("--d-h", type=_positive_int, default=2, help="hidden units (default 2)")
-    p.add_argument("--m", type=_positive_int, default=2, help="classes, >= 2 (default 2)")
+    small_net(p)
     p.add_argument("--k", type=_positive_int, default=10, help="minibatch size K (default 10)")
-    p.add_argument("--activation", choices=activations, default="relu")
-    p.add_argument("--l1", type=_pair, default=(0.0, 0.0), metavar="W1,W2",
-                   help="L1 lambdas for W1 and W2 (default 0,0)")
-    p.add_argument("--l2", type=_pair, default=(0.0, 0.0), metavar="W1,W2",
-                   help="L2 lambdas for W1 and W2 (default 0,0)")
     p.add_argument("--eps", type=_positive_float, default=1e-6,
                    help="finite-difference step (default 1e-6)")
     p.add_argument("--order", type=int, choices=(2, 4), default=2,
@@ -144,8 +451,103 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"largest relative error that passes (default {DEFAULT_TOL:g})")
     p.add_argument("--method", choices=("matrix", "loop"), default="matrix",
                    help="which implementation to check (default matrix)")
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_gradcheck)
+
+    p = sub.add_parser(
+        "train", help="train a network and log every epoch",
+        description="Train by minibatch gradient descent. Prints the error rate and average "
+        "loss on train, valid and test after each epoch, and writes OUT/log.csv, "
+        "OUT/model.npz and OUT/curves.png. With no arguments it trains on two moons.")
+    p.add_argument("--dataset", default="moons",
+                   help="moons, mnist, or a FILE.csv / FILE.npz / moons FILE.txt, split "
+                   "80/10/10 (default moons)")
+    p.add_argument("--hidden", type=_positive_int, default=512, help="d_h (default 512)")
+    p.add_argument("--activation", choices=activations, default="relu")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help="default 100 for moons, 20 for mnist, 50 for files")
+    p.add_argument("--batch-size", type=_positive_int, default=100, help="K (default 100)")
+    p.add_argument("--lr", type=_positive_float, default=0.1, help="default 0.1")
+    p.add_argument("--momentum", type=float, default=0.9, help="default 0.9")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    p.add_argument("--schedule", choices=SCHEDULES, default="constant")
+    p.add_argument("--l1", type=_pair, default=(0.0, 0.0), metavar="W1,W2")
+    p.add_argument("--l2", type=_pair, default=(0.0, 0.0), metavar="W1,W2")
+    p.add_argument("--patience", type=_positive_int, default=None,
+                   help="stop after this many epochs without a better validation error, "
+                   "keeping the best epoch")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="folder of the MNIST files")
+    p.add_argument("--out", default=None, help="output folder (default runs/DATASET)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "regions", help="decision regions on two moons for several capacities",
+        description="Train one net per setting on two moons and draw their decision regions "
+        "in a grid: hidden units along the rows, weight decay (and stopping epochs) along "
+        "the columns.")
+    p.add_argument("--hidden", type=_number_list(int), default=[2, 5, 100], metavar="LIST",
+                   help="d_h values (default 2,5,100)")
+    p.add_argument("--l2", type=_number_list(float), default=[0.0, 0.001, 0.01],
+                   metavar="LIST", help="L2 lambdas on both W1 and W2 (default 0,0.001,0.01)")
+    p.add_argument("--epochs", type=_number_list(int), default=[300], metavar="LIST",
+                   help="epochs; several values show early stopping (default 300)")
+    p.add_argument("--activation", choices=activations, default="relu")
+    p.add_argument("--batch-size", type=_positive_int, default=20)
+    p.add_argument("--lr", type=_positive_float, default=0.05)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--dataset", default="moons", help="moons or a moons FILE.txt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="regions.png", help="default regions.png")
+    p.set_defaults(func=cmd_regions)
+
+    p = sub.add_parser("curves", help="plot learning curves from a log.csv",
+                       description="Plot error rate and average loss per epoch from a log "
+                       "written by handprop train.")
+    p.add_argument("log", help="a log.csv")
+    p.add_argument("--out", default="curves.png", help="default curves.png")
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=cmd_curves)
+
+    p = sub.add_parser("evaluate", help="error and average loss of a saved model",
+                       description="Print the error rate and average loss of a model on a "
+                       "dataset's split.")
+    p.add_argument("model", help="a model.npz")
+    p.add_argument("--dataset", default="moons")
+    p.add_argument("--split", choices=("train", "valid", "test", "all"), default="test")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict the classes of a file's rows",
+                       description="Write CSV: the predicted class and each class's "
+                       "probability, one row per input row. FILE is a CSV of features (a "
+                       "header row allowed; a 'label' column is dropped) or a .npz with X.")
+    p.add_argument("model", help="a model.npz")
+    p.add_argument("file", help="FILE.csv or FILE.npz")
+    p.add_argument("--out", default=None, help="output CSV (default: standard output)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("compare-grads", help="loop and matrix gradients side by side",
+                       description="Compute the gradients by the per-example loop and by "
+                       "matrix products, print them side by side with their largest "
+                       "difference, and exit 1 if it exceeds the tolerance.")
+    small_net(p, d_h=2)
+    p.add_argument("--k", type=_positive_int, action="append",
+                   help="minibatch size; repeat for several (default 1 and 10)")
+    p.add_argument("--tol", type=_positive_float, default=1e-12)
+    p.set_defaults(func=cmd_compare_grads)
+
+    p = sub.add_parser("bench-epoch", help="time one MNIST epoch, loop against matrix",
+                       description="Time one MNIST training epoch with the matrix "
+                       "implementation, and the per-example loop on a slice, extrapolated.")
+    p.add_argument("--k", type=_positive_int, default=100, help="minibatch size (default 100)")
+    p.add_argument("--hidden", type=_positive_int, default=512)
+    p.add_argument("--slice", type=_positive_int, default=2000,
+                   help="examples the loop is timed on (default 2000)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_bench_epoch)
     return parser
 
 
@@ -156,8 +558,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 0
-        if args.command == "gradcheck" and args.m < 2:
+        if getattr(args, "m", 2) < 2:
             raise UsageError("argument --m: a classifier needs m >= 2 classes")
+        if not 0 <= getattr(args, "momentum", 0.0) < 1:
+            raise UsageError("argument --momentum: must be in [0, 1)")
         return args.func(args)
     except UsageError as exc:
         print(f"handprop: error: {exc}", file=sys.stderr)

@@ -1,14 +1,51 @@
 """Data sets: two moons, MNIST, and the user's own files.
 
 Every loader returns inputs X as a 2-D array with one example per row and
-labels y as a 1-D int64 array.
+labels y as a 1-D int64 array, and rejects a bad file with a
+:class:`DataError` (a ValueError) that names the file and the problem.
+
+MNIST is read from the folder given by argument, else from ``mnist/`` under
+the data root: ``$HANDPROP_DATA`` when set, otherwise the user's cache
+(``$XDG_CACHE_HOME/handprop``, by default ``~/.cache/handprop``). When the
+files are absent there, they are downloaded from public mirrors.
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
+import hashlib
+import os
+import urllib.request
+import warnings
+import zipfile
+from pathlib import Path
+
 import numpy as np
 
-__all__ = ["make_moons"]
+from .files import atomic_write
+
+__all__ = [
+    "DataError",
+    "data_home",
+    "load_csv",
+    "load_dataset",
+    "load_mnist",
+    "load_moons_txt",
+    "load_npz",
+    "make_moons",
+    "moons_splits",
+    "split",
+]
+
+
+class DataError(ValueError):
+    """A data file is missing, malformed, truncated or fails its checksum."""
+
+
+# --------------------------------------------------------------------------
+# Two moons
+# --------------------------------------------------------------------------
 
 
 def make_moons(
@@ -48,3 +85,368 @@ def make_moons(
         X = X + rng.normal(scale=noise, size=X.shape)
     order = rng.permutation(n)
     return X[order], y[order]
+
+
+def moons_splits(n_train: int = 600, n_valid: int = 200, n_test: int = 200,
+                 noise: float = 0.2, seed: int = 0):
+    """Train, valid and test sets of two moons, drawn together and split.
+
+    Returns
+    -------
+    ((X_train, y_train), (X_valid, y_valid), (X_test, y_test)), X of shape (n, 2)
+    """
+    X, y = make_moons(n_train + n_valid + n_test, noise=noise, seed=seed)
+    a, b = n_train, n_train + n_valid
+    return (X[:a], y[:a]), (X[a:b], y[a:b]), (X[b:], y[b:])
+
+
+# --------------------------------------------------------------------------
+# Text, CSV and NPZ files
+# --------------------------------------------------------------------------
+
+
+def _check_labels(path, y: np.ndarray) -> np.ndarray:
+    if y.size and (not np.all(np.isfinite(y)) or np.any(y != np.round(y)) or y.min() < 0):
+        raise DataError(f"{path}: labels must be integers >= 0 (class indices)")
+    return y.astype(np.int64)
+
+
+def _check_features(path, X: np.ndarray) -> np.ndarray:
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise DataError(f"{path}: expected a table of examples with at least one feature, "
+                        f"got shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise DataError(f"{path}: features contain NaN or inf")
+    return X
+
+
+def load_moons_txt(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read the classic two-moons text format: three columns ``x1 x2 label``.
+
+    Returns
+    -------
+    X : (n, 2) float64, y : (n,) int64
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    table, header = read_table(path, delimiter=None)
+    if header:
+        raise DataError(f"{path}: line 1: expected three numbers (x1 x2 label)")
+    if table.shape[1] != 3:
+        raise DataError(f"{path}: expected 3 columns (x1 x2 label), got {table.shape[1]}")
+    return _check_features(path, table[:, :2]), _check_labels(path, table[:, 2])
+
+
+def read_table(path: Path, delimiter: str | None = ",") -> tuple[np.ndarray, list[str] | None]:
+    """A file of numbers as a 2-D float64 array, and its header row if it has one.
+
+    A first row that is not all numbers is a header. A bad cell or a row of
+    the wrong length raises DataError naming the file, the line and the cell.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    rows = list(csv.reader(lines, delimiter=delimiter)) if delimiter else [
+        line.split() for line in lines]
+    rows = [r for r in rows if r and any(c.strip() for c in r)]
+    if not rows:
+        raise DataError(f"{path}: the file is empty")
+    try:
+        [float(cell) for cell in rows[0]]
+        header = None
+    except ValueError:
+        header = [cell.strip() for cell in rows[0]]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data" is reported below
+            table = np.loadtxt(path, delimiter=delimiter, skiprows=1 if header else 0, ndmin=2)
+    except ValueError as exc:
+        # find the first bad line for a message that a person can act on
+        width = len(rows[1 if header else 0]) if len(rows) > (1 if header else 0) else 0
+        for number, line in enumerate(lines, start=1):
+            cells = next(csv.reader([line], delimiter=delimiter)) if delimiter else line.split()
+            if number == 1 and header or not any(c.strip() for c in cells):
+                continue
+            if len(cells) != width:
+                raise DataError(f"{path}: line {number} has {len(cells)} cells, "
+                                f"expected {width}") from None
+            for column, cell in enumerate(cells, start=1):
+                try:
+                    float(cell)
+                except ValueError:
+                    raise DataError(f"{path}: line {number}, column {column}: {cell.strip()!r} "
+                                    f"is not a number") from None
+        raise DataError(f"{path}: {exc}") from None
+    if table.size == 0:
+        raise DataError(f"{path}: no rows of data")
+    return table, header
+
+
+def load_csv(
+    path: str | os.PathLike, label: int | str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read a comma-separated table of numbers, one example per row.
+
+    Parameters
+    ----------
+    path : the CSV file; a first row that is not all numbers is a header
+    label : which column holds the class (an integer index, negative counting
+        from the end, or a header name). By default the column named "label"
+        if the header has one, else the last column.
+
+    Returns
+    -------
+    X : (n, d) float64, the other columns; y : (n,) int64, classes >= 0
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    table, header = read_table(path)
+    n_cols = table.shape[1]
+    if n_cols < 2:
+        raise DataError(f"{path}: need at least two columns (features and a label)")
+    if label is None:
+        column = header.index("label") if header and "label" in header else n_cols - 1
+    elif isinstance(label, str):
+        if not header or label not in header:
+            raise DataError(f"{path}: no column named {label!r} "
+                            f"(header: {', '.join(header) if header else 'none'})")
+        column = header.index(label)
+    elif isinstance(label, (int, np.integer)) and -n_cols <= label < n_cols:
+        column = int(label) % n_cols
+    else:
+        raise DataError(f"{path}: label column {label!r} is out of range for {n_cols} columns")
+    X = np.delete(table, column, axis=1)
+    return _check_features(path, X), _check_labels(path, table[:, column])
+
+
+def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read arrays ``X`` (n, d) and ``y`` (n,) from a ``.npz`` file.
+
+    The file is opened with ``allow_pickle=False``: loading never runs code.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "X" not in data or "y" not in data:
+                raise DataError(f"{path}: expected arrays named X and y, found "
+                                f"{', '.join(data.files) or 'none'}")
+            X, y = data["X"], data["y"]
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise DataError(f"{path}: X must hold real numbers, got dtype {X.dtype}")
+    if not np.issubdtype(y.dtype, np.number) or y.ndim != 1:
+        raise DataError(f"{path}: y must be a 1-D array of class indices")
+    if X.ndim != 2 or len(X) != len(y):
+        raise DataError(f"{path}: X must be (n, d) with n = len(y); got X {X.shape}, "
+                        f"y {y.shape}")
+    return _check_features(path, X), _check_labels(path, y)
+
+
+def split(X: np.ndarray, y: np.ndarray, fractions=(0.8, 0.1, 0.1), seed: int = 0):
+    """Shuffle (X, y) with ``seed`` and cut it into train, valid and test.
+
+    Returns
+    -------
+    ((X_train, y_train), (X_valid, y_valid), (X_test, y_test))
+    """
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
+        raise ValueError(f"fractions must be three numbers >= 0 summing to 1, got {fractions}")
+    n = len(X)
+    n_valid = int(round(fractions[1] * n))
+    n_test = int(round(fractions[2] * n))
+    n_train = n - n_valid - n_test
+    if n_train < 1 or (fractions[1] and n_valid < 1) or (fractions[2] and n_test < 1):
+        raise ValueError(f"{n} examples are too few to split into {fractions}")
+    order = np.random.default_rng(seed).permutation(n)
+    X, y = X[order], y[order]
+    a, b = n_train, n_train + n_valid
+    return (X[:a], y[:a]), (X[a:b], y[a:b]), (X[b:], y[b:])
+
+
+# --------------------------------------------------------------------------
+# MNIST
+# --------------------------------------------------------------------------
+
+#: name -> (magic number, number of items, sha256 of the uncompressed bytes)
+MNIST_FILES = {
+    "train-images-idx3-ubyte": (
+        2051, 60000, "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+    "train-labels-idx1-ubyte": (
+        2049, 60000, "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+    "t10k-images-idx3-ubyte": (
+        2051, 10000, "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+    "t10k-labels-idx1-ubyte": (
+        2049, 10000, "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+}
+
+#: Public mirrors of the original gzipped files, tried in this order.
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
+N_TRAIN = 50_000  # the first 50,000 training images train; the last 10,000 validate
+
+
+def data_home() -> Path:
+    """The data root: ``$HANDPROP_DATA``, else ``$XDG_CACHE_HOME/handprop``
+    (``~/.cache/handprop`` by default)."""
+    env = os.environ.get("HANDPROP_DATA")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "handprop"
+
+
+def _read_idx(path: Path, magic: int, count: int, sha256: str) -> np.ndarray:
+    """Parse one IDX file (raw or gzipped), checking its structure, then its checksum.
+
+    Returns
+    -------
+    uint8 array of shape (count, 28, 28) for images, (count,) for labels
+    """
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: truncated or corrupt gzip data ({exc})") from None
+    ndim = magic & 0xFF
+    header = 4 * (1 + ndim)
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated: {len(raw)} bytes, shorter than the IDX header")
+    found = int.from_bytes(raw[:4], "big")
+    if found != magic:
+        raise DataError(f"{path}: wrong magic number {found} (0x{found:08x}); "
+                        f"expected {magic} (0x{magic:08x})")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    if dims[0] != count:
+        raise DataError(f"{path}: wrong count: the header says {dims[0]} items, "
+                        f"expected {count}")
+    if ndim == 3 and dims[1:] != [28, 28]:
+        raise DataError(f"{path}: images are {dims[1]}x{dims[2]}, expected 28x28")
+    expected_len = header + int(np.prod(dims))
+    if len(raw) != expected_len:
+        what = "truncated" if len(raw) < expected_len else "too long"
+        raise DataError(f"{path}: {what}: {len(raw)} bytes where the header implies "
+                        f"{expected_len}")
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != sha256:
+        raise DataError(f"{path}: checksum mismatch: sha256 of the uncompressed bytes is "
+                        f"{digest}, expected {sha256}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _download(folder: Path, name: str, timeout: float) -> Path:
+    """Fetch ``name.gz`` from the first mirror that serves it with the right checksum."""
+    magic, count, sha256 = MNIST_FILES[name]
+    target = folder / f"{name}.gz"
+    errors = []
+    for mirror in MNIST_MIRRORS:
+        url = f"{mirror}{name}.gz"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                payload = response.read()
+            digest = hashlib.sha256(gzip.decompress(payload)).hexdigest()
+            if digest != sha256:
+                errors.append(f"{url}: checksum mismatch")
+                continue
+        except Exception as exc:  # noqa: BLE001 - any failure moves on to the next mirror
+            errors.append(f"{url}: {exc}")
+            continue
+        with atomic_write(target) as f:  # renamed into place only after the check
+            f.write(payload)
+        return target
+    raise DataError(
+        f"MNIST file {name} is not in {folder} and could not be downloaded "
+        f"({'; '.join(errors)}). Put the four IDX files (gzipped or not) in {folder}, "
+        f"pass their folder with data_dir= (CLI: --data-dir), or set HANDPROP_DATA to a "
+        f"folder whose mnist/ subfolder holds them."
+    )
+
+
+def load_mnist(
+    data_dir: str | os.PathLike | None = None, *, download: bool = True, timeout: float = 30.0
+):
+    """MNIST as train, valid and test sets.
+
+    Parameters
+    ----------
+    data_dir : folder holding the four standard IDX files, gzipped or not.
+        By default ``mnist/`` under :func:`data_home`.
+    download : fetch missing files from :data:`MNIST_MIRRORS`
+    timeout : seconds per download attempt
+
+    Returns
+    -------
+    ((X_train, y_train), (X_valid, y_valid), (X_test, y_test)):
+    the first 50,000 official training images, the last 10,000, and the
+    official 10,000 test images. Each X is float32 in [0, 1] with shape
+    (n, 784), each y int64.
+    """
+    folder = Path(data_dir) if data_dir is not None else data_home() / "mnist"
+    paths = {}
+    for name in MNIST_FILES:
+        found = _find(folder, name)
+        if found is None:
+            if not download:
+                raise DataError(f"MNIST file {name} (or {name}.gz) is not in {folder}")
+            folder.mkdir(parents=True, exist_ok=True)
+            found = _download(folder, name, timeout)
+        paths[name] = found
+    arrays = {name: _read_idx(paths[name], *MNIST_FILES[name]) for name in MNIST_FILES}
+    for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        if arrays[name].max() > 9:
+            raise DataError(f"{paths[name]}: labels must be digits 0 to 9")
+
+    def images(a: np.ndarray) -> np.ndarray:
+        X = a.reshape(len(a), 784).astype(np.float32)
+        X *= np.float32(1 / 255)
+        return X
+
+    # Converted slice by slice from the uint8 bytes, so that no float copy of
+    # all 60,000 training images is ever held beside the split.
+    train_images = arrays.pop("train-images-idx3-ubyte")
+    train_labels = arrays["train-labels-idx1-ubyte"].astype(np.int64)
+    train = (images(train_images[:N_TRAIN]), train_labels[:N_TRAIN])
+    valid = (images(train_images[N_TRAIN:]), train_labels[N_TRAIN:])
+    del train_images
+    test = (images(arrays.pop("t10k-images-idx3-ubyte")),
+            arrays["t10k-labels-idx1-ubyte"].astype(np.int64))
+    return train, valid, test
+
+
+def load_dataset(name: str, *, data_dir=None, seed: int = 0):
+    """Train, valid and test sets by name: ``moons``, ``mnist``, a ``.csv``,
+    a ``.npz`` or a two-moons ``.txt`` file (files are split 80/10/10 with
+    ``seed``).
+
+    Returns
+    -------
+    ((X_train, y_train), (X_valid, y_valid), (X_test, y_test))
+    """
+    if name == "moons":
+        return moons_splits(seed=seed)
+    if name == "mnist":
+        return load_mnist(data_dir)
+    suffix = Path(name).suffix.lower()
+    loaders = {".csv": load_csv, ".npz": load_npz, ".txt": load_moons_txt}
+    if suffix not in loaders:
+        raise DataError(f"unknown dataset {name!r}: expected moons, mnist, or a .csv, .npz "
+                        f"or .txt file")
+    X, y = loaders[suffix](name)
+    return split(X, y, seed=seed)

@@ -1,0 +1,125 @@
+"""Figures: decision regions of two-input problems and learning curves.
+
+Figures are built with matplotlib's object API on the Agg canvas, so nothing
+here needs a display or changes pyplot's global backend, and every file is
+written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+
+from .files import write_bytes
+from .network import MLP
+from .training import History
+
+__all__ = ["decision_regions", "learning_curves", "save_figure"]
+
+# Light fills for the regions, strong colours for the points, one per class.
+_REGION_COLOURS = ["#a6cee3", "#fdbf6f", "#b2df8a", "#fb9a99", "#cab2d6", "#ffff99"]
+_POINT_COLOURS = ["#1f78b4", "#ff7f00", "#33a02c", "#e31a1c", "#6a3d9a", "#b15928"]
+_SET_COLOURS = {"train": "#1f77b4", "valid": "#ff7f0e", "test": "#2ca02c"}
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
+    """Render ``fig`` in the format its suffix names and write it atomically."""
+    fmt = os.path.splitext(str(path))[1].lstrip(".").lower() or "png"
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig)
+    fig.savefig(buffer, format=fmt, dpi=dpi)
+    write_bytes(path, buffer.getvalue())
+
+
+def decision_regions(
+    panels: Sequence[tuple[MLP, str]],
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    ncols: int | None = None,
+    resolution: int = 200,
+    margin: float = 0.5,
+) -> Figure:
+    """A grid of panels, one per trained net, each showing the class it
+    predicts over the plane with the training points on top.
+
+    Parameters
+    ----------
+    panels : sequence of (net, title), each net with d = 2
+    X : (n, 2) training points; y : (n,) their classes
+    ncols : panels per row (default: about the square root of their number)
+    resolution : grid points along each axis
+    margin : how far the plotted area extends beyond the points
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not panels:
+        raise ValueError("decision_regions needs at least one (net, title) panel")
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y)
+    if X.ndim != 2 or X.shape[1] != 2:
+        raise ValueError(f"decision regions are drawn for two inputs: X must be (n, 2), "
+                         f"got {X.shape}")
+    for net, _ in panels:
+        if net.d != 2:
+            raise ValueError(f"decision regions need nets with d = 2, got d = {net.d}")
+    n = len(panels)
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    lo = X.min(axis=0) - margin
+    hi = X.max(axis=0) + margin
+    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], resolution),
+                         np.linspace(lo[1], hi[1], resolution))
+    grid = np.column_stack([g0.ravel(), g1.ravel()])
+    m = max(net.m for net, _ in panels)
+    regions = ListedColormap(_REGION_COLOURS[:m])
+    fig = Figure(figsize=(3.2 * ncols, 3.0 * nrows), layout="constrained")
+    for i, (net, title) in enumerate(panels):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        z = net.predict(grid).reshape(g0.shape)
+        ax.contourf(g0, g1, z, levels=np.arange(m + 1) - 0.5, cmap=regions)
+        for k in range(m):
+            mask = y == k
+            ax.scatter(X[mask, 0], X[mask, 1], s=6, color=_POINT_COLOURS[k % 6],
+                       edgecolors="none")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def learning_curves(history: History, *, title: str | None = None) -> Figure:
+    """Two panels over the epochs: error rate and average loss, with train,
+    valid and test in the colours named by the legend (sets that were not
+    given are left out).
+    """
+    if len(history) == 0:
+        raise ValueError("the history is empty: no epoch to plot")
+    epochs = history.column("epoch")
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    for i, (what, label) in enumerate((("error", "error rate (%)"), ("loss", "average loss"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for split, colour in _SET_COLOURS.items():
+            values = history.column(f"{split}_{what}")
+            if np.all(np.isnan(values)):
+                continue
+            if what == "error":
+                values = 100 * values
+            ax.plot(epochs, values, marker="o" if len(epochs) <= 30 else None, ms=3,
+                    color=colour, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,320 @@
+"""Training by minibatch gradient descent, with one record per epoch.
+
+After each epoch :func:`fit` records the six numbers the assignment asks for
+(error rate and average loss on train, valid and test), the learning rate and
+the epoch's duration. The train figures are accumulated on the fly from the
+minibatch forward passes that the gradient needs anyway, so they describe the
+parameters as they moved during the epoch; the valid and test figures are
+computed after it, on the epoch's final parameters. The losses recorded are
+the mean cross-entropy, without the penalty, so that the three sets compare.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from .files import write_text
+from .network import MLP, PARAM_NAMES, backward, cross_entropy, forward
+from .optimizers import SGD
+from .penalty import ElasticNet
+from .schedules import Schedule, make_schedule
+
+__all__ = ["COLUMNS", "EpochRecord", "History", "Diverged", "evaluate", "fit"]
+
+
+@dataclass
+class EpochRecord:
+    """The figures of one epoch. Valid and test figures are NaN when that set
+    was not given."""
+
+    epoch: int
+    train_error: float
+    train_loss: float
+    valid_error: float
+    valid_loss: float
+    test_error: float
+    test_loss: float
+    lr: float
+    seconds: float
+
+
+COLUMNS = tuple(f.name for f in fields(EpochRecord))
+
+
+class History(list):
+    """A list of :class:`EpochRecord`, one per epoch, with CSV and JSON I/O.
+
+    Attributes
+    ----------
+    best_epoch : int or None, the epoch whose parameters the net holds after
+        early stopping (None when early stopping was off)
+    stop_reason : str, why training stopped
+    """
+
+    def __init__(self, records=(), *, best_epoch: int | None = None, stop_reason: str = ""):
+        super().__init__(records)
+        self.best_epoch = best_epoch
+        self.stop_reason = stop_reason
+
+    def column(self, name: str) -> np.ndarray:
+        """One column over the epochs, shape (n_epochs,)."""
+        if name not in COLUMNS:
+            raise KeyError(f"unknown column {name!r}; columns are {', '.join(COLUMNS)}")
+        return np.array([getattr(r, name) for r in self], dtype=float)
+
+    def to_csv(self) -> str:
+        """The records as CSV text with a header row of :data:`COLUMNS`."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for r in self:
+            writer.writerow([_format(getattr(r, c)) for c in COLUMNS])
+        return out.getvalue()
+
+    def save_csv(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_csv` to ``path`` atomically."""
+        write_text(path, self.to_csv())
+
+    @classmethod
+    def read_csv(cls, path: str | os.PathLike) -> History:
+        """Read a log written by :meth:`save_csv`; a ValueError names what is wrong."""
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = list(csv.reader(f))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: cannot read the log ({exc})") from None
+        if not rows or tuple(rows[0]) != COLUMNS:
+            raise ValueError(f"{path}: not a handprop log: the header must be "
+                             f"{','.join(COLUMNS)}")
+        records = []
+        for line, row in enumerate(rows[1:], start=2):
+            if len(row) != len(COLUMNS):
+                raise ValueError(f"{path}: line {line} has {len(row)} cells, "
+                                 f"expected {len(COLUMNS)}")
+            try:
+                values = [float(v) for v in row]
+            except ValueError:
+                raise ValueError(f"{path}: line {line} holds a non-numeric cell") from None
+            values[0] = int(values[0])
+            records.append(EpochRecord(*values))
+        return cls(records)
+
+    def to_dicts(self) -> list[dict]:
+        """The records as dicts, with NaN as None (for JSON)."""
+        return [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                 for k, v in asdict(r).items()} for r in self]
+
+    @classmethod
+    def from_dicts(cls, rows: list[dict], **kwargs) -> History:
+        return cls([EpochRecord(**{k: (math.nan if v is None else v) for k, v in row.items()})
+                    for row in rows], **kwargs)
+
+
+def _format(value) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return "nan" if math.isnan(value) else repr(float(value))
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN or infinite. ``history`` holds the finished epochs;
+    the network holds the last parameters that gave a finite loss at the end
+    of an epoch (or its initial ones)."""
+
+    def __init__(self, message: str, history: History):
+        super().__init__(message)
+        self.history = history
+
+
+def evaluate(net: MLP, X, y, *, chunk: int = 10_000) -> tuple[float, float]:
+    """Error rate and mean cross-entropy of ``net`` on X (n, d), y (n,).
+
+    The forward passes run on ``chunk`` rows at a time, which keeps memory
+    bounded and the matrix products large.
+    """
+    X = net.check_X(X)
+    y = net.check_y(y, X.shape[0])
+    wrong = 0
+    total = 0.0
+    for start in range(0, len(X), chunk):
+        Xc, yc = X[start:start + chunk], y[start:start + chunk]
+        o_a = forward(net.params, Xc, net.activation).o_a
+        wrong += int(np.count_nonzero(o_a.argmax(axis=1) != yc))
+        total += cross_entropy(o_a, yc) * len(Xc)
+    return wrong / len(X), total / len(X)
+
+
+def _check_split(net: MLP, split, name: str):
+    if split is None:
+        return None
+    if not (isinstance(split, (tuple, list)) and len(split) == 2):
+        raise TypeError(f"{name} must be a pair (X, y), got {type(split).__name__}")
+    X = net.check_X(split[0])
+    return X, net.check_y(split[1], X.shape[0])
+
+
+def _check_number(name: str, value, *, low: float, integer: bool = False,
+                  strict: bool = True) -> None:
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(
+        value, (int, float, np.integer, np.floating))
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value):
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    if value < low or (strict and value == low):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
+
+
+def fit(
+    net: MLP,
+    X,
+    y,
+    *,
+    valid=None,
+    test=None,
+    epochs: int = 10,
+    batch_size: int = 100,
+    lr: float = 0.1,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    schedule: str | Schedule = "constant",
+    penalty: ElasticNet | None = None,
+    patience: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    log: str | os.PathLike | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> History:
+    """Train ``net`` in place by minibatch gradient descent.
+
+    Parameters
+    ----------
+    net : MLP, trained in place (its arrays are updated, never replaced)
+    X : (n, d) training inputs; y : (n,) their classes
+    valid, test : (X, y) pairs or None, evaluated after each epoch
+    epochs : int >= 1
+    batch_size : int >= 1, K; the last minibatch of an epoch may be smaller
+    lr : float > 0, the learning rate (the schedule's starting point)
+    momentum, nesterov : see :class:`handprop.optimizers.SGD`
+    schedule : "constant", "step", "cosine", "plateau" or a Schedule
+    penalty : ElasticNet or None
+    patience : int or None. With a validation set, stop once the validation
+        error has not improved for this many epochs, and restore the
+        parameters of the best epoch.
+    seed : int, seeds the shuffling; the same seed gives the same history
+    progress : show a tqdm bar on a terminal (never when output is not one)
+    log : path of a CSV log, rewritten atomically after each epoch
+    on_epoch : called with each EpochRecord as the epoch ends
+
+    Returns
+    -------
+    History, one EpochRecord per epoch
+
+    Raises
+    ------
+    Diverged
+        when the loss becomes NaN or infinite; the net is then restored to
+        the parameters it had at the end of the last finished epoch.
+    """
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a handprop.MLP, got {type(net).__name__}")
+    X = net.check_X(X)
+    y = net.check_y(y, X.shape[0])
+    valid = _check_split(net, valid, "valid")
+    test = _check_split(net, test, "test")
+    _check_number("epochs", epochs, low=1, integer=True, strict=False)
+    _check_number("batch_size", batch_size, low=1, integer=True, strict=False)
+    _check_number("lr", lr, low=0)
+    if patience is not None:
+        _check_number("patience", patience, low=1, integer=True, strict=False)
+        if valid is None:
+            raise ValueError("patience (early stopping) needs a validation set: pass valid=(X, y)")
+    penalty = MLP.check_penalty(penalty)
+    optimizer = SGD(momentum, nesterov)
+    sched = make_schedule(schedule, lr, epochs)
+
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(seed)
+    n = X.shape[0]
+    n_batches = -(-n // batch_size)
+    params = net.params
+    history = History()
+    snapshot = {k: v.copy() for k, v in params.items()}  # end of the last good epoch
+    best = {"error": math.inf, "epoch": None, "params": None}
+    bar = tqdm(total=epochs * n_batches, disable=None if progress else True, unit="batch",
+               leave=False, dynamic_ncols=True)
+    # Overflow is not warned about: a loss that overflows is caught below and
+    # reported as divergence, with a message that says what to do.
+    with bar, np.errstate(over="ignore", invalid="ignore"):
+        for epoch in range(1, epochs + 1):
+            start_time = time.perf_counter()
+            rate = sched.rate(epoch)
+            order = rng.permutation(n)
+            wrong = 0
+            loss_sum = 0.0
+            for b in range(n_batches):
+                idx = order[b * batch_size:(b + 1) * batch_size]
+                Xb = X[idx]
+                yb = y[idx]
+                cache = forward(params, Xb, net.activation)
+                batch_loss = cross_entropy(cache.o_a, yb)
+                if not math.isfinite(batch_loss):
+                    for k, v in snapshot.items():
+                        params[k][...] = v
+                    message = (f"training diverged: the loss became {batch_loss} at epoch "
+                               f"{epoch}, minibatch {b + 1} of {n_batches} (lr = {rate:g}); "
+                               f"the parameters are restored to the end of epoch {epoch - 1}. "
+                               f"Try a smaller learning rate.")
+                    history.stop_reason = message
+                    raise Diverged(message, history)
+                wrong += int(np.count_nonzero(cache.o_a.argmax(axis=1) != yb))
+                loss_sum += batch_loss * len(idx)
+                grads = backward(params, cache, Xb, yb, net.activation, penalty)
+                optimizer.step(params, grads, rate)
+                bar.update()
+            if not all(np.all(np.isfinite(p)) for p in params.values()):
+                for k, v in snapshot.items():
+                    params[k][...] = v
+                message = (f"training diverged: the parameters became infinite in epoch {epoch} "
+                           f"(lr = {rate:g}); they are restored to the end of epoch {epoch - 1}. "
+                           f"Try a smaller learning rate.")
+                history.stop_reason = message
+                raise Diverged(message, history)
+            for k, v in params.items():
+                snapshot[k][...] = v
+            v_err, v_loss = evaluate(net, *valid) if valid else (math.nan, math.nan)
+            t_err, t_loss = evaluate(net, *test) if test else (math.nan, math.nan)
+            record = EpochRecord(epoch, wrong / n, loss_sum / n, v_err, v_loss, t_err, t_loss,
+                                 rate, time.perf_counter() - start_time)
+            history.append(record)
+            sched.observe(v_err if valid else record.train_loss)
+            if log is not None:
+                history.save_csv(log)
+            bar.set_postfix_str(f"epoch {epoch} train {record.train_error:.2%}"
+                                + (f" valid {v_err:.2%}" if valid else ""))
+            if on_epoch is not None:
+                on_epoch(record)
+            if patience is not None:
+                if v_err < best["error"]:
+                    best = {"error": v_err, "epoch": epoch,
+                            "params": {k: v.copy() for k, v in params.items()}}
+                elif epoch - best["epoch"] >= patience:
+                    history.stop_reason = (f"early stopping: no better validation error for "
+                                           f"{patience} epochs after epoch {best['epoch']}")
+                    break
+        else:
+            history.stop_reason = f"finished {epochs} epochs"
+    if patience is not None and best["params"] is not None:
+        for k in PARAM_NAMES:
+            params[k][...] = best["params"][k]
+        history.best_epoch = best["epoch"]
+    return history
+

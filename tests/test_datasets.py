@@ -1,0 +1,240 @@
+"""Loaders: two moons, MNIST from ../shared/data, the user's files, and bad files."""
+
+import gzip
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from conftest import MNIST_DIR
+from handprop import datasets
+from handprop.datasets import (
+    DataError,
+    load_csv,
+    load_dataset,
+    load_mnist,
+    load_moons_txt,
+    load_npz,
+    make_moons,
+    split,
+)
+
+LABELS = "train-labels-idx1-ubyte"
+
+
+def test_make_moons_is_seeded_and_balanced():
+    X, y = make_moons(101, noise=0.1, seed=3)
+    X2, y2 = make_moons(101, noise=0.1, seed=3)
+    assert X.shape == (101, 2) and y.shape == (101,) and y.dtype == np.int64
+    assert np.array_equal(X, X2) and np.array_equal(y, y2)
+    assert np.bincount(y).tolist() == [51, 50]
+    assert not np.array_equal(make_moons(101, noise=0.1, seed=4)[0], X)
+    X0, y0 = make_moons(200, noise=0.0)
+    upper = X0[y0 == 0]
+    assert_allclose(np.hypot(*upper.T), 1.0)  # the upper moon is the unit half-circle
+    with pytest.raises(ValueError, match="n must be an integer >= 2"):
+        make_moons(1)
+    with pytest.raises(ValueError, match="noise must be"):
+        make_moons(10, noise=-1)
+
+
+# -- MNIST from ../shared/data ----------------------------------------------
+
+
+def test_mnist_split_sizes_types_and_ranges(mnist):
+    (Xtr, ytr), (Xva, yva), (Xte, yte) = mnist
+    assert Xtr.shape == (50000, 784) and Xva.shape == (10000, 784) and Xte.shape == (10000, 784)
+    for X, y in mnist:
+        assert X.dtype == np.float32 and y.dtype == np.int64
+        assert X.min() == 0.0 and X.max() == 1.0
+        assert y.min() == 0 and y.max() == 9
+    # the label counts that ../shared/data/README.md lists
+    assert (np.bincount(ytr) + np.bincount(yva)).tolist() == [
+        5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(yte).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert yte[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert ytr[:5].tolist() == [5, 0, 4, 1, 9]
+
+
+def test_mnist_valid_is_the_last_10000_training_images(mnist):
+    raw = gzip.decompress((MNIST_DIR / f"{LABELS}.gz").read_bytes())
+    labels = np.frombuffer(raw, dtype=np.uint8, offset=8)
+    assert np.array_equal(mnist[0][1], labels[:50000])
+    assert np.array_equal(mnist[1][1], labels[50000:])
+
+
+def test_mnist_data_root_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("HANDPROP_DATA", str(tmp_path))
+    assert datasets.data_home() == tmp_path
+    monkeypatch.delenv("HANDPROP_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert datasets.data_home() == tmp_path / "cache" / "handprop"
+
+
+def _copy_mnist(folder, raw=()):
+    """The four files in ``folder``, those named in ``raw`` decompressed."""
+    folder.mkdir(exist_ok=True)
+    for name in datasets.MNIST_FILES:
+        if name in raw:
+            (folder / name).write_bytes(gzip.decompress((MNIST_DIR / f"{name}.gz").read_bytes()))
+        else:
+            (folder / f"{name}.gz").symlink_to(MNIST_DIR / f"{name}.gz")
+
+
+def test_mnist_reads_raw_and_gzipped_files(tmp_path, mnist):
+    _copy_mnist(tmp_path, raw=(LABELS, "t10k-labels-idx1-ubyte"))
+    (_, ytr), _, (_, yte) = load_mnist(tmp_path, download=False)
+    assert np.array_equal(ytr, mnist[0][1]) and np.array_equal(yte, mnist[2][1])
+
+
+def _labels_bytes():
+    return bytearray(gzip.decompress((MNIST_DIR / f"{LABELS}.gz").read_bytes()))
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda b: b[:30000], "truncated: 30000 bytes where the header implies 60008"),
+    (lambda b: b[:5], "truncated: 5 bytes, shorter than the IDX header"),
+    (lambda b: b"\x00\x00\x08\x03" + b[4:], "wrong magic number 2051"),
+    (lambda b: b[:4] + (59999).to_bytes(4, "big") + b[8:], "wrong count: the header says 59999"),
+    (lambda b: b[:100] + bytes([(b[100] + 1) % 10]) + b[101:], "checksum mismatch"),
+    (lambda b: b + b"\x00", "too long"),
+])
+def test_mnist_rejects_damaged_files(tmp_path, damage, message):
+    _copy_mnist(tmp_path)
+    (tmp_path / f"{LABELS}.gz").unlink()
+    (tmp_path / LABELS).write_bytes(bytes(damage(_labels_bytes())))
+    with pytest.raises(DataError, match=message) as info:
+        load_mnist(tmp_path, download=False)
+    assert str(tmp_path / LABELS) in str(info.value)
+
+
+def test_mnist_rejects_truncated_gzip(tmp_path):
+    _copy_mnist(tmp_path)
+    (tmp_path / f"{LABELS}.gz").unlink()
+    data = (MNIST_DIR / f"{LABELS}.gz").read_bytes()
+    (tmp_path / f"{LABELS}.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="truncated or corrupt gzip"):
+        load_mnist(tmp_path, download=False)
+
+
+def test_mnist_missing_without_download(tmp_path):
+    with pytest.raises(DataError, match="is not in"):
+        load_mnist(tmp_path, download=False)
+
+
+def test_mnist_download_checks_and_renames(tmp_path, monkeypatch):
+    # a "mirror" on the local disk: file:// URLs go through the same code path
+    bad = tmp_path / "bad_mirror"
+    bad.mkdir()
+    for name in datasets.MNIST_FILES:
+        (bad / f"{name}.gz").write_bytes(gzip.compress(b"not mnist"))
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", (bad.as_uri() + "/", MNIST_DIR.as_uri() + "/"))
+    cache = tmp_path / "cache"
+    (_, ytr), _, _ = load_mnist(cache)
+    assert len(ytr) == 50000
+    assert sorted(p.name for p in cache.iterdir()) == sorted(f"{n}.gz" for n in
+                                                             datasets.MNIST_FILES)
+
+
+def test_mnist_failed_download_leaves_nothing_and_says_where(tmp_path, monkeypatch):
+    bad = tmp_path / "bad_mirror"
+    bad.mkdir()
+    for name in datasets.MNIST_FILES:
+        (bad / f"{name}.gz").write_bytes(gzip.compress(b"not mnist"))
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", (bad.as_uri() + "/",
+                                                    "http://127.0.0.1:9/nothing/"))
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError) as info:
+        load_mnist(cache, timeout=2)
+    text = str(info.value)
+    assert "checksum mismatch" in text and "Put the four IDX files" in text
+    assert str(cache) in text and "HANDPROP_DATA" in text
+    assert list(cache.iterdir()) == []  # nothing half-written
+
+
+# -- the user's files -------------------------------------------------------
+
+
+def test_load_moons_txt(tmp_path):
+    path = tmp_path / "moons.txt"
+    path.write_text("0.5 1.0 0\n-0.2 0.3 1\n1.5 -0.4 1\n")
+    X, y = load_moons_txt(path)
+    assert_allclose(X, [[0.5, 1.0], [-0.2, 0.3], [1.5, -0.4]])
+    assert y.tolist() == [0, 1, 1] and y.dtype == np.int64
+    path.write_text("0.5 1.0\n")
+    with pytest.raises(DataError, match="expected 3 columns"):
+        load_moons_txt(path)
+    path.write_text("0.5 1.0 0\n0.5 abc 1\n")
+    with pytest.raises(DataError, match=r"moons.txt: line 2, column 2: 'abc' is not a number"):
+        load_moons_txt(path)
+
+
+def test_load_csv_with_and_without_header(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("a,label,b\n1,0,2\n3,1,4\n5,2,6\n")
+    X, y = load_csv(path)
+    assert_allclose(X, [[1, 2], [3, 4], [5, 6]]) and y.tolist() == [0, 1, 2]
+    X, y = load_csv(path, label="b")
+    assert y.tolist() == [2, 4, 6]
+    path.write_text("1,2,0\n3,4,1\n")
+    X, y = load_csv(path)  # no header: the last column is the label
+    assert_allclose(X, [[1, 2], [3, 4]]) and y.tolist() == [0, 1]
+    X, y = load_csv(path, label=0)
+    assert y.tolist() == [1, 3]
+
+
+@pytest.mark.parametrize("text,kwargs,message", [
+    ("1,2,0\n3,x,1\n", {}, r"data.csv: line 2, column 2: 'x' is not a number"),
+    ("a,b,label\n1,2,0\n3,4\n", {}, r"data.csv: line 3 has 2 cells, expected 3"),
+    ("1,2,0.5\n", {}, "labels must be integers >= 0"),
+    ("1,2,-1\n", {}, "labels must be integers >= 0"),
+    ("1,nan,1\n", {}, "NaN or inf"),
+    ("", {}, "the file is empty"),
+    ("a,b,label\n", {}, "no rows of data"),
+    ("a,b\n1,2\n", {"label": "c"}, "no column named 'c'"),
+    ("1,2\n", {"label": 5}, "out of range"),
+])
+def test_load_csv_rejects_bad_files(tmp_path, text, kwargs, message):
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        load_csv(path, **kwargs)
+
+
+def test_load_npz(tmp_path):
+    path = tmp_path / "data.npz"
+    np.savez(path, X=np.ones((4, 3)), y=np.array([0, 1, 1, 0]))
+    X, y = load_npz(path)
+    assert X.shape == (4, 3) and y.tolist() == [0, 1, 1, 0]
+    np.savez(path, X=np.ones((4, 3)), y=np.array([0, 1]))
+    with pytest.raises(DataError, match="n = len"):
+        load_npz(path)
+    np.savez(path, features=np.ones((4, 3)))
+    with pytest.raises(DataError, match="expected arrays named X and y, found features"):
+        load_npz(path)
+    np.savez(path, X=np.array([{"a": 1}] * 4, dtype=object), y=np.zeros(4))
+    with pytest.raises(DataError, match="not a readable .npz"):  # pickles are refused
+        load_npz(path)
+    path.write_bytes(b"PK\x03\x04 garbage")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        load_npz(path)
+    with pytest.raises(DataError, match="no such file"):
+        load_npz(tmp_path / "missing.npz")
+
+
+def test_split_and_load_dataset(tmp_path):
+    X = np.arange(200, dtype=float).reshape(100, 2)
+    y = np.arange(100) % 3
+    (a, ya), (b, yb), (c, yc) = split(X, y, seed=1)
+    assert (len(a), len(b), len(c)) == (80, 10, 10)
+    assert sorted(np.concatenate([a, b, c])[:, 0].tolist()) == X[:, 0].tolist()
+    path = tmp_path / "d.csv"
+    np.savetxt(path, np.column_stack([X, y]), delimiter=",")
+    train, valid, test = load_dataset(str(path))
+    assert len(train[0]) == 80
+    with pytest.raises(DataError, match="unknown dataset 'foo.xls'"):
+        load_dataset("foo.xls")
+
+
+def test_tests_read_the_shared_data():
+    assert (datasets.data_home() / "mnist").resolve() == MNIST_DIR.resolve()

@@ -1,0 +1,199 @@
+"""fit, History, schedules and the SGD step."""
+
+import math
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from handprop import MLP, ElasticNet
+from handprop.datasets import moons_splits
+from handprop.optimizers import SGD
+from handprop.schedules import Constant, Cosine, Plateau, Step, make_schedule
+from handprop.training import COLUMNS, Diverged, History, evaluate, fit
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return moons_splits()
+
+
+def _without_seconds(history):
+    """The records without their timings, NaN-safe for comparison."""
+    return [{k: repr(v) for k, v in vars(r).items() if k != "seconds"} for r in history]
+
+
+def test_fit_learns_two_moons(moons):
+    train, valid, test = moons
+    net = MLP(2, 100, 2, seed=0)
+    history = fit(net, *train, valid=valid, test=test, epochs=60, lr=0.05, momentum=0.9,
+                  progress=False)
+    assert len(history) == 60
+    assert history[-1].valid_error < 0.05
+    assert history[-1].train_loss < history[0].train_loss
+    assert evaluate(net, *valid) == (history[-1].valid_error, pytest.approx(
+        history[-1].valid_loss, rel=1e-12))
+    assert history.stop_reason == "finished 60 epochs"
+
+
+def test_history_has_the_documented_columns_and_round_trips(moons, tmp_path):
+    train, valid, _ = moons
+    net = MLP(2, 10, 2, seed=0)
+    log = tmp_path / "log.csv"
+    seen = []
+    history = fit(net, *train, valid=valid, epochs=3, progress=False, log=log,
+                  on_epoch=seen.append)
+    assert COLUMNS == ("epoch", "train_error", "train_loss", "valid_error", "valid_loss",
+                       "test_error", "test_loss", "lr", "seconds")
+    assert seen == list(history)
+    text = log.read_text().splitlines()
+    assert text[0] == ",".join(COLUMNS) and len(text) == 4
+    back = History.read_csv(log)
+    assert _without_seconds(back) == _without_seconds(history)
+    assert math.isnan(back[0].test_error)  # no test set given
+    assert [r.epoch for r in back] == [1, 2, 3]
+    assert history.column("lr").tolist() == [0.1, 0.1, 0.1]
+    rows = History.from_dicts(history.to_dicts())
+    assert _without_seconds(rows) == _without_seconds(history)
+
+
+def test_train_figures_come_from_the_minibatch_passes(moons):
+    # with a vanishing learning rate the parameters stay put, so the error
+    # accumulated over the epoch's minibatches is the error on the whole set
+    train, _, _ = moons
+    net = MLP(2, 10, 2, seed=0)
+    err, loss = evaluate(net, *train)
+    history = fit(net, *train, epochs=1, lr=1e-300, batch_size=64, progress=False)
+    assert history[0].train_error == err
+    assert history[0].train_loss == pytest.approx(loss, rel=1e-12)
+
+
+def test_same_seed_same_history(moons):
+    train, valid, test = moons
+    runs = []
+    for _ in range(2):
+        net = MLP(2, 20, 2, seed=1, dtype="float32")
+        h = fit(net, *train, valid=valid, test=test, epochs=4, momentum=0.5, seed=7,
+                progress=False)
+        runs.append((_without_seconds(h), net.W1.copy()))
+    assert runs[0][0] == runs[1][0]
+    assert np.array_equal(runs[0][1], runs[1][1])
+    net = MLP(2, 20, 2, seed=1, dtype="float32")
+    other = fit(net, *train, valid=valid, epochs=4, momentum=0.5, seed=8, progress=False)
+    assert _without_seconds(other) != runs[0][0]
+
+
+def test_early_stopping_restores_the_best_epoch(moons):
+    train, valid, _ = moons
+    net = MLP(2, 50, 2, seed=0)
+    history = fit(net, *train, valid=valid, epochs=200, lr=0.5, momentum=0.9, patience=5,
+                  progress=False)
+    errors = history.column("valid_error")
+    best = int(np.argmin(errors)) + 1  # the first epoch with the lowest error
+    assert history.best_epoch == best
+    assert len(history) == best + 5  # stopped after 5 epochs without improvement
+    assert "early stopping" in history.stop_reason
+    assert evaluate(net, *valid)[0] == errors[best - 1]
+    assert_allclose(evaluate(net, *valid)[1], history[best - 1].valid_loss, rtol=1e-12)
+
+
+def test_patience_needs_a_validation_set(moons):
+    with pytest.raises(ValueError, match="patience .* needs a validation set"):
+        fit(MLP(2, 5, 2), *moons[0], patience=3, progress=False)
+
+
+def test_divergence_stops_with_a_message_and_finite_parameters(moons):
+    train, valid, _ = moons
+    net = MLP(2, 50, 2, seed=0, dtype="float32")
+    with pytest.raises(Diverged, match="training diverged: the (loss|parameters) became"
+                       ) as info:
+        fit(net, *train, valid=valid, epochs=50, lr=1e30, progress=False)
+    assert "smaller learning rate" in str(info.value)
+    for p in net.params.values():
+        assert np.all(np.isfinite(p))
+    done = len(info.value.history)
+    assert all(math.isfinite(r.train_loss) for r in info.value.history)
+    if done:  # the parameters are those of the last finished epoch
+        assert evaluate(net, *valid)[0] == info.value.history[-1].valid_error
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"epochs": 0}, "epochs must be >= 1"),
+    ({"batch_size": 0}, "batch_size must be >= 1"),
+    ({"lr": -0.1}, "lr must be > 0"),
+    ({"lr": float("nan")}, "lr must be a number"),
+    ({"momentum": 1.0}, "momentum must be a number in \\[0, 1\\)"),
+    ({"nesterov": True}, "nesterov=True needs a momentum > 0"),
+    ({"schedule": "warm"}, "unknown schedule 'warm'"),
+    ({"penalty": 0.1}, "penalty must be an ElasticNet"),
+    ({"valid": ([[1.0, 2.0]], [5])}, r"y must hold classes in \[0, 2\)"),
+    ({"test": "data"}, "test must be a pair"),
+])
+def test_bad_arguments_are_refused_before_training(moons, kwargs, message):
+    net = MLP(2, 5, 2, seed=0)
+    before = net.W1.copy()
+    with pytest.raises((ValueError, TypeError), match=message):
+        fit(net, *moons[0], progress=False, **kwargs)
+    assert np.array_equal(net.W1, before)
+
+
+def test_penalty_shrinks_the_weights(moons):
+    train = moons[0]
+    plain, decayed = MLP(2, 20, 2, seed=0), MLP(2, 20, 2, seed=0)
+    fit(plain, *train, epochs=20, progress=False)
+    fit(decayed, *train, epochs=20, penalty=ElasticNet(l2_W1=0.01, l2_W2=0.01), progress=False)
+    assert np.abs(decayed.W1).sum() < 0.8 * np.abs(plain.W1).sum()
+
+
+def test_parameters_are_updated_in_place(moons):
+    net = MLP(2, 5, 2, seed=0)
+    W1 = net.W1
+    fit(net, *moons[0], epochs=1, momentum=0.9, progress=False)
+    assert net.W1 is W1
+
+
+def test_mnist_smoke(mnist):
+    (X, y), (Xv, yv), _ = mnist
+    net = MLP(784, 64, 10, seed=0, dtype="float32")
+    history = fit(net, X[:5000], y[:5000], valid=(Xv[:2000], yv[:2000]), epochs=1, lr=0.1,
+                  momentum=0.9, progress=False)
+    assert history[0].valid_error < 0.15
+
+
+# -- schedules and the SGD step ---------------------------------------------
+
+
+def test_schedules():
+    assert [Constant(0.1).rate(e) for e in (1, 50)] == [0.1, 0.1]
+    step = Step(1.0, step_size=2, gamma=0.5)
+    assert [step.rate(e) for e in range(1, 6)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+    cos = Cosine(1.0, epochs=4, lr_min=0.0)
+    assert_allclose([cos.rate(e) for e in range(1, 5)],
+                    [1.0, (1 + np.cos(np.pi / 4)) / 2, 0.5, (1 + np.cos(3 * np.pi / 4)) / 2])
+    plateau = Plateau(1.0, factor=0.5, patience=2)
+    rates = []
+    for metric in [0.5, 0.4, 0.4, 0.4, 0.3, 0.35, 0.35]:
+        rates.append(plateau.rate(len(rates) + 1))
+        plateau.observe(metric)
+    assert rates == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5]
+    assert plateau.rate(8) == 0.25
+    assert isinstance(make_schedule("cosine", 0.1, 10), Cosine)
+
+
+def test_sgd_steps_match_their_closed_form(rng):
+    p0 = rng.normal(size=(3, 2))
+    grads = [rng.normal(size=(3, 2)) for _ in range(3)]
+    lr, mu = 0.1, 0.9
+    for nesterov in (False, True):
+        p = {"W": p0.copy()}
+        sgd = SGD(mu, nesterov)
+        v = np.zeros_like(p0)
+        expected = p0.copy()
+        for g in grads:
+            sgd.step(p, {"W": g}, lr)
+            v = mu * v - lr * g
+            expected = expected + (mu * v - lr * g if nesterov else v)
+            assert_allclose(p["W"], expected, rtol=1e-14)
+    p = {"W": p0.copy()}
+    SGD().step(p, {"W": grads[0]}, lr)
+    assert_allclose(p["W"], p0 - lr * grads[0], rtol=1e-15)
