@@ -131,7 +131,7 @@ def format_record(r) -> str:
         return "-" if np.isnan(v) else f"{v:.4f}"
 
     return _row((r.epoch, pct(r.train_error), num(r.train_loss), pct(r.valid_error),
-                 num(r.valid_loss), pct(r.test_error), num(r.test_loss), f"{r.lr:.4g}",
+                 num(r.valid_loss), pct(r.test_error), num(r.test_loss), f"{r.lr:.3g}",
                  f"{r.seconds:.2f}"))
 
 
@@ -225,7 +225,7 @@ def cmd_regions(args: argparse.Namespace) -> int:
     if any(h < 1 for h in args.hidden) or any(e < 1 for e in args.epochs):
         raise UsageError("--hidden and --epochs values must be >= 1")
     if args.dataset == "moons":
-        train, valid, _ = moons_splits()
+        train, valid, _ = moons_splits(n_train=args.n_train, noise=args.noise)
     else:
         train, valid, _ = split(*load_moons_txt(args.dataset))
     panels = []
@@ -491,13 +491,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="d_h values (default 2,5,100)")
     p.add_argument("--l2", type=_number_list(float), default=[0.0, 0.001, 0.01],
                    metavar="LIST", help="L2 lambdas on both W1 and W2 (default 0,0.001,0.01)")
-    p.add_argument("--epochs", type=_number_list(int), default=[300], metavar="LIST",
-                   help="epochs; several values show early stopping (default 300)")
+    p.add_argument("--epochs", type=_number_list(int), default=[1000], metavar="LIST",
+                   help="epochs; several values show early stopping (default 1000)")
     p.add_argument("--activation", choices=activations, default="relu")
     p.add_argument("--batch-size", type=_positive_int, default=20)
     p.add_argument("--lr", type=_positive_float, default=0.05)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--dataset", default="moons", help="moons or a moons FILE.txt")
+    p.add_argument("--n-train", type=_positive_int, default=200,
+                   help="training points drawn for moons (default 200; few points make "
+                   "overfitting visible)")
+    p.add_argument("--noise", type=float, default=0.25, help="moons noise (default 0.25)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="regions.png", help="default regions.png")
     p.set_defaults(func=cmd_regions)
