@@ -1,6 +1,8 @@
 """The network: shapes, initialization, a hand-worked example, loop against
 matrix, and bad input."""
 
+import warnings
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -271,3 +273,12 @@ def test_float32_net_runs_in_float32(rng):
     assert cache.o_s.dtype == np.float32
     _, grads = net.loss_and_grads(X, y)
     assert all(g.dtype == np.float32 for g in grads.values())
+
+
+def test_huge_finite_inputs_are_accepted_without_warnings():
+    # their sum overflows in float32, which must not be mistaken for an inf
+    net = MLP(2, 3, 2, dtype="float32", seed=0)
+    X = np.full((4, 2), 3e38, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert net.check_X(X).shape == (4, 2)

@@ -190,10 +190,10 @@ def test_sgd_steps_match_their_closed_form(rng):
         v = np.zeros_like(p0)
         expected = p0.copy()
         for g in grads:
-            sgd.step(p, {"W": g}, lr)
+            sgd.step(p, {"W": sgd.grad_scale(lr) * g}, lr)
             v = mu * v - lr * g
             expected = expected + (mu * v - lr * g if nesterov else v)
             assert_allclose(p["W"], expected, rtol=1e-14)
     p = {"W": p0.copy()}
-    SGD().step(p, {"W": grads[0]}, lr)
+    SGD().step(p, {"W": lr * grads[0]}, lr)
     assert_allclose(p["W"], p0 - lr * grads[0], rtol=1e-15)

@@ -79,7 +79,9 @@ class Cache(NamedTuple):
 # --------------------------------------------------------------------------
 
 
-def forward(params: dict[str, np.ndarray], X: np.ndarray, activation: str) -> Cache:
+def forward(
+    params: dict[str, np.ndarray], X: np.ndarray, activation: str, out: Cache | None = None
+) -> Cache:
     """Forward pass on a minibatch.
 
     Parameters
@@ -87,17 +89,21 @@ def forward(params: dict[str, np.ndarray], X: np.ndarray, activation: str) -> Ca
     params : dict with "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,)
     X : (K, d), the dtype of the parameters
     activation : canonical activation name (a key of ``ACTIVATIONS``)
+    out : optional Cache of preallocated arrays of the same shapes to write
+        into (see :class:`Workspace`); by default new arrays are allocated
 
     Returns
     -------
     Cache of h_a (K, d_h), h_s (K, d_h), o_a (K, m), o_s (K, m)
     """
-    h_a = X @ params["W1"].T
+    buf = out if out is not None else Cache(None, None, None, None)
+    # X W1^T: matmul hands the transposed view to BLAS as a flag, no copy.
+    h_a = np.matmul(X, params["W1"].T, out=buf.h_a)
     h_a += params["b1"]
-    h_s = act.ACTIVATIONS[activation](h_a)
-    o_a = h_s @ params["W2"].T
+    h_s = act.ACTIVATIONS[activation](h_a, out=buf.h_s)
+    o_a = np.matmul(h_s, params["W2"].T, out=buf.o_a)
     o_a += params["b2"]
-    return Cache(h_a, h_s, o_a, act.softmax(o_a))
+    return Cache(h_a, h_s, o_a, act.softmax(o_a, out=buf.o_s))
 
 
 def cross_entropy(o_a: np.ndarray, y: np.ndarray) -> float:
@@ -124,6 +130,9 @@ def backward(
     y: np.ndarray,
     activation: str,
     penalty: ElasticNet | None = None,
+    *,
+    scale: float = 1.0,
+    work: Workspace | None = None,
 ) -> dict[str, np.ndarray]:
     """Gradients of the minibatch loss (mean cross-entropy + penalty).
 
@@ -135,30 +144,82 @@ def backward(
     y : (K,) integer classes in [0, m)
     activation : canonical activation name
     penalty : ElasticNet or None
+    scale : the gradients returned are ``scale`` times the true ones. The
+        training loop passes the learning rate here: multiplying the (K, m)
+        output delta costs nothing, where multiplying each (d_h, d) gradient
+        afterwards would cost a pass over it.
+    work : optional :class:`Workspace` whose arrays receive the results
 
     Returns
     -------
-    dict with "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,)
+    dict with "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,); the
+    arrays of ``work.grads`` when ``work`` is given
     """
     K = X.shape[0]
+    rows = np.arange(K)
     # Softmax with cross-entropy is a canonical link: the log-sum-exp's
     # gradient is o_s, and -o_a[y]'s is -onehot(y), so the output delta is
     # simply o_s - onehot(y), with no softmax Jacobian to multiply by.
-    G_oa = cache.o_s.copy()
-    G_oa[np.arange(K), y] -= 1
-    G_oa /= K
-    G_hs = G_oa @ params["W2"]
-    G_ha = G_hs * act.DERIVATIVES[activation](cache.h_a, cache.h_s)
-    grads = {
-        "W1": G_ha.T @ X,
-        "b1": G_ha.sum(axis=0),
-        "W2": G_oa.T @ cache.h_s,
-        "b2": G_oa.sum(axis=0),
-    }
+    if work is None:
+        G_oa = cache.o_s.copy()
+    else:
+        G_oa = work.G_oa[:K]
+        np.copyto(G_oa, cache.o_s)
+    G_oa[rows, y] -= 1
+    G_oa *= scale / K
+    grads = work.grads if work is not None else {}
+    # G_hs = G_oa W2, then G_ha = G_hs * g'(H_a), in the same array
+    G_ha = np.matmul(G_oa, params["W2"], out=None if work is None else work.G_hs[:K])
+    act.backprop_inplace(activation, cache.h_a, cache.h_s, G_ha)
+    grads["W1"] = np.matmul(G_ha.T, X, out=grads.get("W1"))
+    grads["b1"] = np.sum(G_ha, axis=0, out=grads.get("b1"))
+    grads["W2"] = np.matmul(G_oa.T, cache.h_s, out=grads.get("W2"))
+    grads["b2"] = np.sum(G_oa, axis=0, out=grads.get("b2"))
     if penalty is not None and not penalty.is_zero:
         for weight in ("W1", "W2"):
-            grads[weight] += penalty.grad_of(weight, params[weight])
+            penalty.add_grad(weight, params[weight], grads[weight], scale=scale,
+                             scratch=None if work is None else work.scratch[weight])
     return grads
+
+
+class Workspace:
+    """The arrays one minibatch needs, allocated once and reused.
+
+    Parameters
+    ----------
+    d, d_h, m : the net's sizes
+    K : the largest minibatch; smaller ones use leading slices
+    dtype : the net's dtype
+
+    Attributes
+    ----------
+    X : (K, d) the gathered minibatch; y : (K,) its classes
+    h_a, h_s, G_hs : (K, d_h); o_a, o_s, G_oa : (K, m)
+    grads : "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,)
+    scratch : "W1" (d_h, d), "W2" (m, d_h), for the penalty's gradient
+    """
+
+    def __init__(self, d: int, d_h: int, m: int, K: int, dtype) -> None:
+        e = np.empty
+        self.X = e((K, d), dtype)
+        self.y = e(K, np.int64)
+        self.h_a, self.h_s, self.G_hs = e((K, d_h), dtype), e((K, d_h), dtype), e((K, d_h), dtype)
+        self.o_a, self.o_s, self.G_oa = e((K, m), dtype), e((K, m), dtype), e((K, m), dtype)
+        self.grads = {"W1": e((d_h, d), dtype), "b1": e(d_h, dtype),
+                      "W2": e((m, d_h), dtype), "b2": e(m, dtype)}
+        self._scratch: dict[str, np.ndarray] | None = None
+        self._shapes = {"W1": (d_h, d), "W2": (m, d_h)}
+        self._dtype = dtype
+
+    @property
+    def scratch(self) -> dict[str, np.ndarray]:
+        if self._scratch is None:  # only a penalized fit needs it
+            self._scratch = {k: np.empty(v, self._dtype) for k, v in self._shapes.items()}
+        return self._scratch
+
+    def cache(self, k: int) -> Cache:
+        """Views of the forward buffers for a minibatch of k <= K examples."""
+        return Cache(self.h_a[:k], self.h_s[:k], self.o_a[:k], self.o_s[:k])
 
 
 # --------------------------------------------------------------------------
@@ -339,7 +400,12 @@ class MLP:
                 f"X has {arr.shape[1]} features per example; this net expects d = {self.d}"
             )
         arr = np.asarray(arr, dtype=self.dtype)
-        if not np.all(np.isfinite(arr)):
+        # A NaN or inf anywhere makes the sum non-finite, so one fast reduction
+        # clears the common case; only a non-finite sum (which finite values
+        # can also give, by overflow) needs the elementwise test.
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = arr.sum()
+        if not np.isfinite(total) and not np.all(np.isfinite(arr)):
             raise ValueError("X contains NaN or inf; every input must be finite")
         return arr
 

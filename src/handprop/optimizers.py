@@ -4,6 +4,12 @@ An optimizer turns the minibatch gradients into an update of each parameter.
 It keeps its state (velocities, moments) in arrays of the parameters' shapes,
 allocated once, and never reallocates the parameters, so that any outside
 reference to ``net.W1`` stays valid during training.
+
+The training loop asks the optimizer for ``grad_scale(lr)`` and has the
+backward pass return the gradients multiplied by it: SGD takes ``lr`` there,
+which folds the learning rate into the small (K, m) output delta and spares a
+pass over every (d_h, d) gradient; an optimizer that needs the raw gradient
+(Adam) returns 1.
 """
 
 from __future__ import annotations
@@ -42,24 +48,38 @@ class SGD:
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.velocity: dict[str, np.ndarray] = {}
+        self._scratch: dict[str, np.ndarray] = {}
+
+    def grad_scale(self, lr: float) -> float:
+        """What the gradients passed to :meth:`step` are multiplied by: ``lr``."""
+        return lr
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
              lr: float) -> None:
-        """Update every array of ``params`` in place from ``grads`` (same shapes)."""
+        """Update every array of ``params`` in place.
+
+        ``grads`` holds ``lr`` times the gradients (see :meth:`grad_scale`),
+        the shapes of the parameters. Every operation writes into an existing
+        array: no temporary of a parameter's size is allocated.
+        """
         mu = self.momentum
         for name, p in params.items():
-            g = grads[name]
+            step = grads[name]  # lr g
             if mu == 0:
-                p -= lr * g
+                p -= step
                 continue
             v = self.velocity.get(name)
             if v is None:
                 v = self.velocity[name] = np.zeros_like(p)
             v *= mu
-            v -= lr * g
+            v -= step  # v = mu v - lr g
             if self.nesterov:
-                p += mu * v
-                p -= lr * g
+                scratch = self._scratch.get(name)
+                if scratch is None:
+                    scratch = self._scratch[name] = np.empty_like(p)
+                np.multiply(v, mu, out=scratch)
+                scratch -= step
+                p += scratch  # p += mu v - lr g
             else:
                 p += v
 

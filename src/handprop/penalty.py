@@ -94,13 +94,26 @@ class ElasticNet:
 
     def grad_of(self, weight: str, W: np.ndarray) -> np.ndarray:
         """lambda1 sign(W) + 2 lambda2 W for one weight matrix, the shape of ``W``."""
-        l1, l2 = self.lambdas(weight)
         g = np.zeros_like(W)
-        if l1:
-            g += l1 * np.sign(W)
-        if l2:
-            g += (2 * l2) * W
+        self.add_grad(weight, W, g)
         return g
+
+    def add_grad(self, weight: str, W: np.ndarray, out: np.ndarray, *, scale: float = 1.0,
+                 scratch: np.ndarray | None = None) -> None:
+        """out += scale (lambda1 sign(W) + 2 lambda2 W), in place.
+
+        ``scratch``, an array of W's shape, spares the temporaries.
+        """
+        l1, l2 = self.lambdas(weight)
+        if scratch is None:
+            scratch = np.empty_like(W)
+        if l2:
+            np.multiply(W, 2 * l2 * scale, out=scratch)
+            out += scratch
+        if l1:
+            np.sign(W, out=scratch)
+            scratch *= l1 * scale
+            out += scratch
 
     def to_dict(self) -> dict[str, float]:
         """The four lambdas by name, for JSON."""

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from .files import write_text
-from .network import MLP, PARAM_NAMES, backward, cross_entropy, forward
+from .network import MLP, PARAM_NAMES, Workspace, backward, cross_entropy, forward
 from .optimizers import SGD
 from .penalty import ElasticNet
 from .schedules import Schedule, make_schedule
@@ -134,19 +134,26 @@ class Diverged(RuntimeError):
         self.history = history
 
 
-def evaluate(net: MLP, X, y, *, chunk: int = 10_000) -> tuple[float, float]:
+def evaluate(net: MLP, X, y, *, chunk: int = 2048) -> tuple[float, float]:
     """Error rate and mean cross-entropy of ``net`` on X (n, d), y (n,).
 
-    The forward passes run on ``chunk`` rows at a time, which keeps memory
-    bounded and the matrix products large.
+    The forward passes run on ``chunk`` rows at a time, in buffers allocated
+    once: large enough for efficient matrix products, small enough to keep
+    memory bounded (2048 rows of 1024 hidden units is 8 MB in float32).
     """
     X = net.check_X(X)
     y = net.check_y(y, X.shape[0])
+    return _evaluate(net, X, y, Workspace(net.d, net.d_h, net.m, min(chunk, len(X)), net.dtype))
+
+
+def _evaluate(net: MLP, X: np.ndarray, y: np.ndarray, work: Workspace) -> tuple[float, float]:
+    """:func:`evaluate` on checked arrays, with the given buffers."""
+    chunk = work.X.shape[0]
     wrong = 0
     total = 0.0
     for start in range(0, len(X), chunk):
         Xc, yc = X[start:start + chunk], y[start:start + chunk]
-        o_a = forward(net.params, Xc, net.activation).o_a
+        o_a = forward(net.params, Xc, net.activation, out=work.cache(len(Xc))).o_a
         wrong += int(np.count_nonzero(o_a.argmax(axis=1) != yc))
         total += cross_entropy(o_a, yc) * len(Xc)
     return wrong / len(X), total / len(X)
@@ -248,6 +255,8 @@ def fit(
     params = net.params
     history = History()
     snapshot = {k: v.copy() for k, v in params.items()}  # end of the last good epoch
+    work = Workspace(net.d, net.d_h, net.m, min(batch_size, n), net.dtype)
+    eval_work = Workspace(net.d, net.d_h, net.m, 2048, net.dtype) if (valid or test) else None
     best = {"error": math.inf, "epoch": None, "params": None}
     bar = tqdm(total=epochs * n_batches, disable=None if progress else True, unit="batch",
                leave=False, dynamic_ncols=True)
@@ -260,11 +269,14 @@ def fit(
             order = rng.permutation(n)
             wrong = 0
             loss_sum = 0.0
+            scale = optimizer.grad_scale(rate)
             for b in range(n_batches):
                 idx = order[b * batch_size:(b + 1) * batch_size]
-                Xb = X[idx]
-                yb = y[idx]
-                cache = forward(params, Xb, net.activation)
+                k = len(idx)
+                Xb, yb = work.X[:k], work.y[:k]
+                np.take(X, idx, axis=0, out=Xb)  # one contiguous gather
+                np.take(y, idx, out=yb)
+                cache = forward(params, Xb, net.activation, out=work.cache(k))
                 batch_loss = cross_entropy(cache.o_a, yb)
                 if not math.isfinite(batch_loss):
                     for k, v in snapshot.items():
@@ -276,8 +288,9 @@ def fit(
                     history.stop_reason = message
                     raise Diverged(message, history)
                 wrong += int(np.count_nonzero(cache.o_a.argmax(axis=1) != yb))
-                loss_sum += batch_loss * len(idx)
-                grads = backward(params, cache, Xb, yb, net.activation, penalty)
+                loss_sum += batch_loss * k
+                grads = backward(params, cache, Xb, yb, net.activation, penalty, scale=scale,
+                                 work=work)
                 optimizer.step(params, grads, rate)
                 bar.update()
             if not all(np.all(np.isfinite(p)) for p in params.values()):
@@ -290,8 +303,8 @@ def fit(
                 raise Diverged(message, history)
             for k, v in params.items():
                 snapshot[k][...] = v
-            v_err, v_loss = evaluate(net, *valid) if valid else (math.nan, math.nan)
-            t_err, t_loss = evaluate(net, *test) if test else (math.nan, math.nan)
+            v_err, v_loss = _evaluate(net, *valid, eval_work) if valid else (math.nan, math.nan)
+            t_err, t_loss = _evaluate(net, *test, eval_work) if test else (math.nan, math.nan)
             record = EpochRecord(epoch, wrong / n, loss_sum / n, v_err, v_loss, t_err, t_loss,
                                  rate, time.perf_counter() - start_time)
             history.append(record)

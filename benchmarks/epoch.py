@@ -1,0 +1,252 @@
+"""One MNIST training epoch: handprop against PyTorch, scikit-learn, the
+per-example loop, and two rooflines, measured side by side in one process.
+
+For each d_h, every contender trains one epoch over the 50,000 training
+images with K = 100, float32 and plain SGD (lr 0.1, no momentum, no penalty),
+from the same initialization, at least three times, the contenders taking
+turns; the table reports medians and ratios. PyTorch and scikit-learn come
+from the ``[bench]`` extra (``pip install torch==2.13.0 scikit-learn``); a
+contender that is not installed is left out of the table.
+
+- handprop: ``handprop.fit`` for one epoch, which also counts the training
+  errors and loss of every minibatch, as the assignment asks.
+- loop: handprop's per-example reference implementation, timed on a
+  2,000-example slice and extrapolated to 50,000.
+- torch: ``nn.Linear``, ``nn.ReLU``, ``nn.Linear``, ``CrossEntropyLoss`` and
+  ``optim.SGD`` on the same threads, with handprop's initial weights; it also
+  counts errors and loss per minibatch, so that both do the same work.
+- sklearn: ``MLPClassifier(solver="sgd", momentum=0, alpha=0, batch_size=100,
+  max_iter=1, learning_rate_init=0.1)`` on float32 input.
+- shape roofline: the epoch's matrix-product FLOPs at the throughput that
+  numpy's matmul reaches at exactly those shapes, measured here.
+- peak: the same FLOPs at numpy's float32 throughput on a 2048 x 2048 product.
+
+    HANDPROP_DATA=../shared/data python benchmarks/epoch.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import handprop
+from handprop import MLP
+from handprop.datasets import load_mnist
+from handprop.optimizers import SGD
+from handprop.training import fit
+
+K, LR, D, M = 100, 0.1, 784, 10
+
+
+def handprop_epoch(X, y, d_h):
+    net = MLP(D, d_h, M, dtype="float32", seed=0)
+    t0 = time.perf_counter()
+    fit(net, X, y, epochs=1, batch_size=K, lr=LR, seed=0, progress=False)
+    return time.perf_counter() - t0
+
+
+def loop_epoch(X, y, d_h, n_slice=2000):
+    net = MLP(D, d_h, M, dtype="float32", seed=0)
+    sgd = SGD()
+    t0 = time.perf_counter()
+    for start in range(0, n_slice, K):
+        _, grads = net.loss_and_grads(X[start:start + K], y[start:start + K], method="loop")
+        for name in grads:
+            grads[name] *= LR
+        sgd.step(net.params, grads, LR)
+    return (time.perf_counter() - t0) * len(X) / n_slice
+
+
+def make_torch_epoch(X, y, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+
+    def torch_epoch(_X, _y, d_h):
+        net = MLP(D, d_h, M, dtype="float32", seed=0)
+        model = torch.nn.Sequential(torch.nn.Linear(D, d_h), torch.nn.ReLU(),
+                                    torch.nn.Linear(d_h, M))
+        with torch.no_grad():  # the same initial weights as handprop's
+            model[0].weight.copy_(torch.from_numpy(net.W1))
+            model[0].bias.zero_()
+            model[2].weight.copy_(torch.from_numpy(net.W2))
+            model[2].bias.zero_()
+        opt = torch.optim.SGD(model.parameters(), lr=LR)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        gen = torch.Generator().manual_seed(0)
+        t0 = time.perf_counter()
+        perm = torch.randperm(len(Xt), generator=gen)
+        wrong, total = 0, 0.0
+        for start in range(0, len(Xt), K):
+            idx = perm[start:start + K]
+            xb, yb = Xt[idx], yt[idx]
+            out = model(xb)
+            loss = loss_fn(out, yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            wrong += int((out.argmax(1) != yb).sum())
+            total += float(loss.detach()) * len(idx)
+        return time.perf_counter() - t0
+
+    return torch_epoch
+
+
+def sklearn_epoch(X, y, d_h):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    clf = MLPClassifier(hidden_layer_sizes=(d_h,), solver="sgd", momentum=0.0, alpha=0.0,
+                        batch_size=K, max_iter=1, learning_rate_init=LR, random_state=0)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    return time.perf_counter() - t0
+
+
+def _median_time(f, repeat):
+    f()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def shape_roofline(n, d_h, repeat):
+    """Seconds the epoch's products take at numpy's throughput on their shapes."""
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    X = rng.random((K, D), dtype=f32)
+    W1 = rng.random((d_h, D), dtype=f32)
+    H = rng.random((K, d_h), dtype=f32)
+    W2 = rng.random((M, d_h), dtype=f32)
+    G = rng.random((K, M), dtype=f32)
+    out = {"h_a": np.empty((K, d_h), f32), "gW1": np.empty((d_h, D), f32),
+           "o_a": np.empty((K, M), f32), "gW2": np.empty((M, d_h), f32),
+           "G_hs": np.empty((K, d_h), f32)}
+    products = [  # (what, call, flops)
+        ("X W1^T", lambda: np.matmul(X, W1.T, out=out["h_a"]), 2 * K * D * d_h),
+        ("H_s W2^T", lambda: np.matmul(H, W2.T, out=out["o_a"]), 2 * K * d_h * M),
+        ("G_oa^T H_s", lambda: np.matmul(G.T, H, out=out["gW2"]), 2 * K * d_h * M),
+        ("G_oa W2", lambda: np.matmul(G, W2, out=out["G_hs"]), 2 * K * d_h * M),
+        ("G_ha^T X", lambda: np.matmul(H.T, X, out=out["gW1"]), 2 * K * d_h * D),
+    ]
+    batches = n // K
+    seconds = 0.0
+    flops = 0
+    for _, call, f in products:
+        seconds += _median_time(lambda call=call: [call() for _ in range(50)], repeat) / 50
+        flops += f
+    return seconds * batches, flops * batches
+
+
+def peak_flops(repeat):
+    rng = np.random.default_rng(0)
+    A = rng.random((2048, 2048), dtype=np.float32)
+    out = np.empty_like(A)
+    return 2 * 2048**3 / _median_time(lambda: np.matmul(A, A, out=out), repeat)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hidden", type=int, nargs="+", default=[128, 512, 1024])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "epoch.json"))
+    args = parser.parse_args()
+    (X, y), _, _ = load_mnist()
+    contenders = {"handprop": handprop_epoch, "loop": loop_epoch}
+    versions = {"handprop": handprop.__version__, "numpy": np.__version__}
+    try:
+        import torch
+
+        contenders["torch"] = make_torch_epoch(X, y, args.threads)
+        versions["torch"] = torch.__version__
+    except ImportError:
+        print("PyTorch is not installed: pip install torch==2.13.0 (left out)")
+    try:
+        import sklearn
+
+        contenders["sklearn"] = sklearn_epoch
+        versions["scikit-learn"] = sklearn.__version__
+    except ImportError:
+        print("scikit-learn is not installed: pip install scikit-learn (left out)")
+
+    peak = peak_flops(args.repeat)
+    results = []
+    for d_h in args.hidden:
+        times = {name: [] for name in contenders}
+        for run in contenders.values():  # warm-up: imports, thread pools, page faults
+            run(X, y, d_h)
+        for _ in range(args.repeat):
+            for name, run in contenders.items():
+                times[name].append(run(X, y, d_h))
+        med = {name: statistics.median(t) for name, t in times.items()}
+        roof, flops = shape_roofline(len(X), d_h, args.repeat)
+        row = {"d_h": d_h, "seconds": med, "all_seconds": times,
+               "shape_roofline": roof, "peak": flops / peak, "flops": flops}
+        results.append(row)
+        print(f"d_h = {d_h}: " + ", ".join(f"{k} {v:.3f} s" for k, v in med.items())
+              + f", shape roofline {roof:.3f} s, peak {flops / peak:.3f} s", flush=True)
+
+    names = [n for n in ("handprop", "torch", "sklearn", "loop") if n in contenders]
+    print()
+    print(f"Seconds per epoch (median of {args.repeat}):")
+    print()
+    print("| d_h | " + " | ".join(names) + " | shape roofline | peak |")
+    print("|---:|" + "---:|" * (len(names) + 2))
+    for r in results:
+        print(f"| {r['d_h']} | " + " | ".join(f"{r['seconds'][n]:.3f}" for n in names)
+              + f" | {r['shape_roofline']:.3f} | {r['peak']:.3f} |")
+    print()
+    print("Ratios:")
+    print()
+    cols = []
+    if "torch" in contenders:
+        cols.append(("handprop / torch",
+                     lambda r: r["seconds"]["handprop"] / r["seconds"]["torch"]))
+    if "sklearn" in contenders:
+        cols.append(("sklearn / handprop",
+                     lambda r: r["seconds"]["sklearn"] / r["seconds"]["handprop"]))
+    cols.append(("loop / handprop", lambda r: r["seconds"]["loop"] / r["seconds"]["handprop"]))
+    cols.append(("shape roofline / handprop",
+                 lambda r: r["shape_roofline"] / r["seconds"]["handprop"]))
+    cols.append(("peak / handprop", lambda r: r["peak"] / r["seconds"]["handprop"]))
+    print("| d_h | " + " | ".join(c for c, _ in cols) + " |")
+    print("|---:|" + "---:|" * len(cols))
+    for r in results:
+        r["ratios"] = {c: f(r) for c, f in cols}
+        print(f"| {r['d_h']} | " + " | ".join(f"{f(r):.2f}" for _, f in cols) + " |")
+    print()
+    print(f"peak: {peak / 1e9:.0f} GFLOP/s (numpy float32 2048 x 2048 matmul); "
+          f"{args.threads} threads; " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    info = {"machine": platform.machine(), "processor": _cpu_name(), "threads": args.threads,
+            "peak_flops": peak, "versions": versions, "results": results}
+    Path(args.out).write_text(json.dumps(info, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()
