@@ -88,3 +88,93 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Atomically replace ``path`` with ``text`` (UTF-8)."""
     with atomic_write(path, "w") as f:
         f.write(text)
+
+
+def digest(arr) -> str:
+    """sha256 of an array's bytes in C order."""
+    import hashlib
+
+    import numpy as np
+
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+def write_archive(path: str | os.PathLike, arrays: dict, meta: dict, *, kind: str,
+                  version: int) -> None:
+    """Atomically write ``arrays`` and a JSON ``meta`` into one ``.npz`` file.
+
+    The JSON is stored as the array ``metadata`` and records ``kind``,
+    ``version`` and the sha256 of every array, so that :func:`read_archive`
+    can refuse a file that was truncated, tampered with or is of another kind.
+    """
+    import json
+
+    import numpy as np
+
+    header = {"format": kind, "format_version": version,
+              "sha256": {k: digest(v) for k, v in arrays.items()}, **meta}
+    try:
+        text = json.dumps(header, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{kind} metadata must be plain JSON: {exc}") from None
+    with atomic_write(path) as f:
+        np.savez(f, metadata=np.array(text), **arrays)
+        _stall_for_tests(kind)
+
+
+def _stall_for_tests(kind: str) -> None:
+    """Test hook: with HANDPROP_TEST_STALL_WRITE=KIND:SECONDS, sleep after the
+    bytes of a KIND archive are written and before the rename, so that a test
+    can kill the process mid-write."""
+    hook = os.environ.get("HANDPROP_TEST_STALL_WRITE", "")
+    if hook.startswith(f"{kind}:"):
+        import time
+
+        time.sleep(float(hook.split(":", 1)[1]))
+
+
+def read_archive(path: str | os.PathLike, *, kind: str, version: int,
+                 names: set[str] | None = None) -> tuple[dict, dict]:
+    """Read a file written by :func:`write_archive`, with ``allow_pickle=False``.
+
+    Returns (arrays, meta). Raises ValueError, naming the file and the
+    problem, when it is missing, truncated, of another kind or version, when
+    its arrays are not ``names`` (if given), or when an array does not match
+    its recorded checksum.
+    """
+    import json
+    import zipfile
+
+    import numpy as np
+
+    what = kind.replace("handprop-", "")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such {what} file") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: not a readable {what} file; truncated or corrupt? "
+                         f"({exc})") from None
+    if not all(isinstance(a, np.ndarray) for a in arrays.values()):
+        raise ValueError(f"{path}: not a readable {what} file: a member is not a NumPy array")
+    if "metadata" not in arrays:
+        raise ValueError(f"{path}: not a handprop {what} file: it has no metadata")
+    try:
+        meta = json.loads(str(arrays.pop("metadata")))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: bad {what} metadata ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != kind:
+        raise ValueError(f"{path}: not a handprop {what} file")
+    if meta.get("format_version") != version:
+        raise ValueError(f"{path}: {what} format version {meta.get('format_version')} is not "
+                         f"{version}, which this handprop reads")
+    if names is not None and set(arrays) != names:
+        raise ValueError(f"{path}: not a handprop {what} file: expected arrays "
+                         f"{', '.join(sorted(names))}; found {', '.join(sorted(arrays))}")
+    digests = meta.get("sha256", {})
+    for name, arr in arrays.items():
+        if digest(arr) != digests.get(name):
+            raise ValueError(f"{path}: {name} does not match its recorded sha256; "
+                             f"the file was modified or damaged")
+    return arrays, meta

@@ -1,9 +1,13 @@
-"""Learning-rate schedules: the rate for each epoch.
+"""Learning-rate schedules: the rate for each epoch, or each minibatch.
 
-A schedule is asked for the rate before each epoch (:meth:`Schedule.rate`)
-and told the epoch's validation error afterwards (:meth:`Schedule.observe`),
-which only reduce-on-plateau uses. Its state is a small dict of numbers, so
-that a checkpoint can store it as JSON.
+A schedule is asked for the rate at a point of training (:meth:`Schedule.rate`),
+given as a position in epochs: 1.0 at the start of the first epoch, 1.5
+halfway through it. Schedules whose ``per_batch`` is True (cosine) are asked
+before every minibatch, so that the rate decays smoothly even in a run of two
+or three epochs; the others are asked once per epoch. After each epoch a
+schedule is told the validation error (:meth:`Schedule.observe`), which only
+reduce-on-plateau uses. Its state is a small dict of numbers, so that a
+checkpoint can store it as JSON.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ class Schedule:
     """Base: a constant rate ``lr``."""
 
     lr: float
+    per_batch = False
 
-    def rate(self, epoch: int) -> float:
-        """The learning rate of ``epoch`` (counted from 1)."""
+    def rate(self, epoch: float) -> float:
+        """The learning rate at position ``epoch`` (1.0 = start of epoch 1)."""
         return self.lr
 
     def observe(self, metric: float) -> None:
@@ -43,19 +48,21 @@ class Step(Schedule):
     step_size: int = 10
     gamma: float = 0.5
 
-    def rate(self, epoch: int) -> float:
-        return self.lr * self.gamma ** ((epoch - 1) // self.step_size)
+    def rate(self, epoch: float) -> float:
+        return self.lr * self.gamma ** ((int(epoch) - 1) // self.step_size)
 
 
 @dataclass
 class Cosine(Schedule):
-    """From lr at epoch 1 down to lr_min after the last epoch, along half a cosine:
+    """From lr at the start down to lr_min at the end of the last epoch, along
+    half a cosine, updated before every minibatch:
     lr_min + (lr - lr_min) (1 + cos(pi (epoch - 1) / epochs)) / 2."""
 
     epochs: int = 10
     lr_min: float = 0.0
+    per_batch = True
 
-    def rate(self, epoch: int) -> float:
+    def rate(self, epoch: float) -> float:
         progress = (epoch - 1) / max(self.epochs, 1)
         return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * progress))
 
@@ -72,7 +79,7 @@ class Plateau(Schedule):
     best: float = math.inf
     bad_epochs: int = 0
 
-    def rate(self, epoch: int) -> float:
+    def rate(self, epoch: float) -> float:
         if self.current is None:
             self.current = self.lr
         return self.current

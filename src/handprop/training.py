@@ -33,7 +33,9 @@ __all__ = ["COLUMNS", "EpochRecord", "History", "Diverged", "evaluate", "fit"]
 @dataclass
 class EpochRecord:
     """The figures of one epoch. Valid and test figures are NaN when that set
-    was not given."""
+    was not given; ``lr`` is the rate at the start of the epoch (a cosine
+    schedule lowers it before every minibatch); ``seconds`` is the epoch's
+    wall time, its evaluation included."""
 
     epoch: int
     train_error: float
@@ -218,7 +220,8 @@ def fit(
     seed : int, seeds the shuffling; the same seed gives the same history
     progress : show a tqdm bar on a terminal (never when output is not one)
     log : path of a CSV log, rewritten atomically after each epoch
-    on_epoch : called with each EpochRecord as the epoch ends
+    on_epoch : called with each EpochRecord as the epoch ends; if it returns
+        True, training stops after that epoch
 
     Returns
     -------
@@ -265,12 +268,15 @@ def fit(
     with bar, np.errstate(over="ignore", invalid="ignore"):
         for epoch in range(1, epochs + 1):
             start_time = time.perf_counter()
-            rate = sched.rate(epoch)
+            rate = first_rate = sched.rate(epoch)
             order = rng.permutation(n)
             wrong = 0
             loss_sum = 0.0
             scale = optimizer.grad_scale(rate)
             for b in range(n_batches):
+                if sched.per_batch:
+                    rate = sched.rate(epoch + b / n_batches)
+                    scale = optimizer.grad_scale(rate)
                 idx = order[b * batch_size:(b + 1) * batch_size]
                 k = len(idx)
                 Xb, yb = work.X[:k], work.y[:k]
@@ -306,15 +312,16 @@ def fit(
             v_err, v_loss = _evaluate(net, *valid, eval_work) if valid else (math.nan, math.nan)
             t_err, t_loss = _evaluate(net, *test, eval_work) if test else (math.nan, math.nan)
             record = EpochRecord(epoch, wrong / n, loss_sum / n, v_err, v_loss, t_err, t_loss,
-                                 rate, time.perf_counter() - start_time)
+                                 first_rate, time.perf_counter() - start_time)
             history.append(record)
             sched.observe(v_err if valid else record.train_loss)
             if log is not None:
                 history.save_csv(log)
             bar.set_postfix_str(f"epoch {epoch} train {record.train_error:.2%}"
                                 + (f" valid {v_err:.2%}" if valid else ""))
-            if on_epoch is not None:
-                on_epoch(record)
+            if on_epoch is not None and on_epoch(record) is True:
+                history.stop_reason = f"stopped by on_epoch after epoch {epoch}"
+                break
             if patience is not None:
                 if v_err < best["error"]:
                     best = {"error": v_err, "epoch": epoch,
