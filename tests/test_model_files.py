@@ -84,7 +84,7 @@ def test_a_pickle_is_never_loaded(tmp_path):
 def test_other_files_are_refused(tmp_path):
     path = tmp_path / "data.npz"
     np.savez(path, X=np.ones(3))
-    with pytest.raises(ValueError, match="not a handprop model file: expected arrays"):
+    with pytest.raises(ValueError, match="not a handprop model file: it has no metadata"):
         MLP.load(path)
     path.write_text("hello")
     with pytest.raises(ValueError, match="not a readable model file"):
@@ -118,3 +118,15 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
     with pytest.raises(OSError, match="does not exist"):
         with atomic_write(tmp_path / "missing" / "x.txt"):
             pass
+
+
+def test_an_archive_with_other_arrays_is_refused(tmp_path):
+    from handprop.files import write_archive
+
+    path = tmp_path / "m.npz"
+    write_archive(path, {"W1": np.zeros(2)}, {}, kind="handprop-model", version=1)
+    with pytest.raises(ValueError, match="not a handprop model file: expected arrays W1, W2, b1"):
+        MLP.load(path)
+    write_archive(path, {"W1": np.zeros(2)}, {}, kind="handprop-checkpoint", version=1)
+    with pytest.raises(ValueError, match="not a handprop model file"):
+        MLP.load(path)

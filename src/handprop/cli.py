@@ -153,47 +153,105 @@ def _dataset_name(dataset: str) -> str:
     return dataset if dataset in ("moons", "mnist") else Path(dataset).stem
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+#: What ``train`` settings a resumed run takes from run.json; the others (where
+#: to read data and write output, whether to draw a bar) may change freely.
+_RUN_SETTINGS = ("dataset", "hidden", "activation", "epochs", "batch_size", "lr", "momentum",
+                 "nesterov", "schedule", "l1", "l2", "patience", "dtype", "seed")
+
+
+def _resume_args(args: argparse.Namespace, explicit: set[str]) -> argparse.Namespace:
+    """The settings of the run in ``args.resume``, with the explicitly given
+    ones checked against them (and applied, with --force)."""
+    import json
+
+    folder = Path(args.resume)
+    try:
+        saved = json.loads((folder / "run.json").read_text())["settings"]
+    except FileNotFoundError:
+        raise ValueError(f"nothing to resume in {folder}: it has no run.json "
+                         f"(was it written by handprop train?)") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{folder / 'run.json'}: unreadable ({exc})") from None
+    current = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}
+    diffs = [f"--{k.replace('_', '-')} (run {saved.get(k)!r}, now {current[k]!r})"
+             for k in _RUN_SETTINGS if k in explicit and current[k] != saved.get(k)]
+    if diffs and not args.force:
+        raise ValueError(f"cannot resume {folder}: it was started with other settings: "
+                         f"{'; '.join(diffs)}; add --force to resume with the new ones")
+    for k in _RUN_SETTINGS:
+        if k not in explicit and k in saved:
+            setattr(args, k, tuple(saved[k]) if k in ("l1", "l2") else saved[k])
+    args.out = str(folder)
+    return args
+
+
+def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> int:
+    import json
+
     from tqdm.auto import tqdm
 
+    from .checkpoint import Interrupted
     from .datasets import load_dataset
+    from .files import remove_stale_temporaries, write_text
     from .network import MLP
     from .plotting import learning_curves, save_figure
     from .training import Diverged, fit
 
-    epochs = args.epochs or DEFAULT_EPOCHS.get(args.dataset, 50)
+    if args.resume:
+        args = _resume_args(args, explicit)
+    elif args.force:
+        raise UsageError("--force only applies with --resume")
+    if args.epochs is None:
+        args.epochs = DEFAULT_EPOCHS.get(args.dataset, 50)
     out = _writable_folder(args.out or f"runs/{_dataset_name(args.dataset)}")
+    remove_stale_temporaries(out)
     train, valid, test = load_dataset(args.dataset, data_dir=args.data_dir)
     m = int(max(train[1].max(), valid[1].max(), test[1].max())) + 1
     m = max(m, 2)
     net = MLP(train[0].shape[1], args.hidden, m, activation=args.activation, dtype=args.dtype,
               seed=args.seed)
     penalty = _penalty(args.l1, args.l2)
+    settings = {k: getattr(args, k) for k in _RUN_SETTINGS}
+    if not args.resume:
+        write_text(out / "run.json", json.dumps({"settings": settings}, indent=2) + "\n")
     print(f"{args.dataset}: {len(train[0])} train, {len(valid[0])} valid, {len(test[0])} test "
           f"examples; {net}, {net.n_params:,} parameters")
+    if args.resume:
+        print(f"resuming the run in {out} from its checkpoint")
     print(_row(_HEADER))
     log_path = out / "log.csv"
     try:
         history = fit(
-            net, *train, valid=valid, test=test, epochs=epochs, batch_size=args.batch_size,
+            net, *train, valid=valid, test=test, epochs=args.epochs, batch_size=args.batch_size,
             lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, schedule=args.schedule,
             penalty=penalty, patience=args.patience, seed=args.seed,
             progress=not args.no_progress, log=log_path,
             on_epoch=lambda r: tqdm.write(format_record(r)),
+            checkpoint=out, resume=out if args.resume else None, force=args.force,
         )
     except Diverged as exc:
         print(f"handprop: {exc}", file=sys.stderr)
         return 1
-    settings = {k: v for k, v in vars(args).items() if k != "func"}
-    settings["epochs"] = epochs
-    net.save(out / "model.npz", history=history.to_dicts(), settings=settings,
-             stop_reason=history.stop_reason, best_epoch=history.best_epoch)
-    save_figure(learning_curves(history, title=f"{args.dataset}, d_h = {args.hidden}"),
-                out / "curves.png")
+    except Interrupted as exc:
+        how = (f"; resume with: handprop train --resume {out}" if exc.checkpoint else "")
+        print(f"handprop: {exc}{how}", file=sys.stderr)
+        return exc.exit_status
+    try:
+        if args.resume and args.force:
+            write_text(out / "run.json", json.dumps({"settings": settings}, indent=2) + "\n")
+        net.save(out / "model.npz", history=history.to_dicts(), settings=settings,
+                 stop_reason=history.stop_reason, best_epoch=history.best_epoch)
+        save_figure(learning_curves(history, title=f"{args.dataset}, d_h = {args.hidden}"),
+                    out / "curves.png")
+    except KeyboardInterrupt:
+        print(f"handprop: interrupted while writing the results; the finished run is in its "
+              f"checkpoint, and handprop train --resume {out} writes them", file=sys.stderr)
+        return 130
     last = history[history.best_epoch - 1] if history.best_epoch else history[-1]
     print(f"{history.stop_reason}; epoch {last.epoch} kept: test error {100 * last.test_error:.2f}%"
           f", valid error {100 * last.valid_error:.2f}%")
-    print(f"wrote {out / 'model.npz'}, {log_path}, {out / 'curves.png'}")
+    print(f"wrote {out / 'model.npz'}, {log_path}, {out / 'curves.png'}, "
+          f"{out / 'checkpoint.npz'}")
     return 0
 
 
@@ -483,6 +541,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="folder of the MNIST files")
     p.add_argument("--out", default=None, help="output folder (default runs/DATASET)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the run whose output folder is DIR from its last checkpoint, "
+                   "with its settings")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: accept settings that differ from the run's")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -558,6 +621,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _explicit(parser: argparse.ArgumentParser, argv, command: str) -> set[str]:
+    """The options of ``command`` given on the command line (not defaulted)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    quiet = sub.choices[command]
+    saved = {a.dest: a.default for a in quiet._actions}
+    try:
+        for a in quiet._actions:
+            a.default = argparse.SUPPRESS
+        given = parser.parse_args(argv)
+    finally:
+        for a in quiet._actions:
+            a.default = saved[a.dest]
+    return set(vars(given)) - {"command", "func"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -569,6 +647,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("argument --m: a classifier needs m >= 2 classes")
         if not 0 <= getattr(args, "momentum", 0.0) < 1:
             raise UsageError("argument --momentum: must be in [0, 1)")
+        if args.func is cmd_train:
+            return cmd_train(args, _explicit(parser, argv, "train"))
         return args.func(args)
     except UsageError as exc:
         print(f"handprop: error: {exc}", file=sys.stderr)

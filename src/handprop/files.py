@@ -53,6 +53,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     _fsync_folder(folder)
 
 
+def remove_stale_temporaries(folder: str | os.PathLike,
+                             names=("checkpoint.npz", "log.csv", "model.npz", "curves.png")
+                             ) -> list[Path]:
+    """Delete what a killed :func:`atomic_write` of one of ``names`` left in
+    ``folder`` (``.NAME.*.tmp``); the files themselves were never touched."""
+    removed = []
+    for name in names:
+        for tmp in Path(folder).glob(f".{name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
 def _mode_for(path: Path) -> int:
     """mkstemp makes files private (0600); give the new file the mode a plain
     open() would: the old file's, or 0666 less the umask."""
@@ -116,7 +130,8 @@ def write_archive(path: str | os.PathLike, arrays: dict, meta: dict, *, kind: st
     try:
         text = json.dumps(header, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{kind} metadata must be plain JSON: {exc}") from None
+        what = kind.removeprefix("handprop-")
+        raise ValueError(f"{what} metadata must be plain JSON: {exc}") from None
     with atomic_write(path) as f:
         np.savez(f, metadata=np.array(text), **arrays)
         _stall_for_tests(kind)
@@ -147,7 +162,7 @@ def read_archive(path: str | os.PathLike, *, kind: str, version: int,
 
     import numpy as np
 
-    what = kind.replace("handprop-", "")
+    what = kind.removeprefix("handprop-")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

@@ -37,16 +37,13 @@ The number of scalar parameters is n_params = d_h (d + 1) + m (d_h + 1).
 from __future__ import annotations
 
 import copy as _copy
-import hashlib
-import json
 import os
-import zipfile
 from typing import NamedTuple
 
 import numpy as np
 
 from . import activations as act
-from .files import atomic_write
+from .files import read_archive, write_archive
 from .penalty import ElasticNet
 
 __all__ = ["MLP", "Cache", "forward", "backward", "cross_entropy"]
@@ -527,23 +524,15 @@ class MLP:
         """
         from . import __version__
 
-        info = {**self.meta, **meta}
         header = {
-            "format": MODEL_FORMAT,
-            "format_version": MODEL_FORMAT_VERSION,
             "handprop_version": __version__,
             "d": self.d, "d_h": self.d_h, "m": self.m,
             "activation": self.activation,
             "dtype": self.dtype.name,
-            "sha256": {k: _digest(v) for k, v in self.params.items()},
-            "meta": info,
+            "meta": {**self.meta, **meta},
         }
-        try:
-            text = json.dumps(header, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"model metadata must be plain JSON: {exc}") from None
-        with atomic_write(path) as f:
-            np.savez(f, metadata=np.array(text), **self.params)
+        write_archive(path, self.params, header, kind=MODEL_FORMAT,
+                      version=MODEL_FORMAT_VERSION)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MLP:
@@ -554,51 +543,25 @@ class MLP:
         whose arrays do not match their recorded shapes and checksums raises
         a ValueError that says which.
         """
+        arrays, header = read_archive(path, kind=MODEL_FORMAT, version=MODEL_FORMAT_VERSION,
+                                      names=set(PARAM_NAMES))
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except FileNotFoundError:
-            raise ValueError(f"{path}: no such model file") from None
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
-            raise ValueError(f"{path}: not a readable model file; truncated or corrupt? "
-                             f"({exc})") from None
-        if not all(isinstance(a, np.ndarray) for a in arrays.values()):
-            raise ValueError(f"{path}: not a readable model file: a member is not a NumPy array")
-        if set(arrays) != {"metadata", *PARAM_NAMES}:
-            raise ValueError(f"{path}: not a handprop model file: expected arrays metadata, "
-                             f"W1, b1, W2, b2; found {', '.join(sorted(arrays))}")
-        try:
-            header = json.loads(str(arrays["metadata"]))
-            if header.get("format") != MODEL_FORMAT:
-                raise ValueError("not a handprop model")
-            if header.get("format_version") != MODEL_FORMAT_VERSION:
-                raise ValueError(f"format version {header.get('format_version')} is not "
-                                 f"{MODEL_FORMAT_VERSION}")
             net = cls(header["d"], header["d_h"], header["m"], activation=header["activation"],
                       dtype=header["dtype"], seed=0)
-            digests = header["sha256"]
-            meta = header.get("meta", {})
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: bad model metadata ({exc})") from None
         for name, shape in net.shapes().items():
             arr = arrays[name]
             if arr.shape != shape or arr.dtype != net.dtype:
                 raise ValueError(f"{path}: {name} has shape {arr.shape} and dtype {arr.dtype}; "
                                  f"the metadata says {shape} and {net.dtype}")
-            if _digest(arr) != digests.get(name):
-                raise ValueError(f"{path}: {name} does not match its recorded sha256; "
-                                 f"the file was modified or damaged")
-        net.params = {k: arrays[k] for k in PARAM_NAMES}
-        net.meta = meta
+        net.params = arrays
+        net.meta = header.get("meta", {})
         return net
 
 
-MODEL_FORMAT = "handprop-mlp"
+MODEL_FORMAT = "handprop-model"
 MODEL_FORMAT_VERSION = 1
-
-
-def _digest(arr: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
 
 def _loss_and_grads_loop(

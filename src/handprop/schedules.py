@@ -75,8 +75,8 @@ class Plateau(Schedule):
     factor: float = 0.5
     patience: int = 3
     min_lr: float = 0.0
-    current: float | None = None
-    best: float = math.inf
+    current: float | None = None  # the rate now; None until training starts
+    best: float | None = None  # the best metric seen; None until one is
     bad_epochs: int = 0
 
     def rate(self, epoch: float) -> float:
@@ -87,7 +87,7 @@ class Plateau(Schedule):
     def observe(self, metric: float) -> None:
         if self.current is None:
             self.current = self.lr
-        if metric < self.best:
+        if self.best is None or metric < self.best:
             self.best = metric
             self.bad_epochs = 0
             return

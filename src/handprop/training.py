@@ -18,11 +18,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
+from . import checkpoint as ckpt
+from .checkpoint import AppendLog
 from .files import write_text
-from .network import MLP, PARAM_NAMES, Workspace, backward, cross_entropy, forward
+from .network import MLP, Workspace, backward, cross_entropy, forward
 from .optimizers import SGD
 from .penalty import ElasticNet
 from .schedules import Schedule, make_schedule
@@ -199,7 +202,10 @@ def fit(
     seed: int = 0,
     progress: bool = True,
     log: str | os.PathLike | None = None,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_epoch: Callable[[EpochRecord], bool | None] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> History:
     """Train ``net`` in place by minibatch gradient descent.
 
@@ -219,9 +225,16 @@ def fit(
         parameters of the best epoch.
     seed : int, seeds the shuffling; the same seed gives the same history
     progress : show a tqdm bar on a terminal (never when output is not one)
-    log : path of a CSV log, rewritten atomically after each epoch
+    log : path of a CSV log; one row is appended and fsynced per epoch
     on_epoch : called with each EpochRecord as the epoch ends; if it returns
         True, training stops after that epoch
+    checkpoint : a folder; after every epoch (and when interrupted) its
+        ``checkpoint.npz`` is replaced atomically by the run's full state
+    resume : a folder (or checkpoint file) to continue from. The run must
+        have the same hyper-parameters and data; the result is then identical
+        to a run that was never stopped (``seconds`` aside). Checkpoints go
+        on being written there unless ``checkpoint`` names another folder.
+    force : resume even if hyper-parameters differ (the new ones apply)
 
     Returns
     -------
@@ -232,6 +245,15 @@ def fit(
     Diverged
         when the loss becomes NaN or infinite; the net is then restored to
         the parameters it had at the end of the last finished epoch.
+    handprop.checkpoint.Interrupted
+        on SIGINT or SIGTERM, after the current minibatch, and after writing
+        a checkpoint when there is a checkpoint folder. A second signal stops
+        at once.
+    handprop.checkpoint.ResumeMismatch
+        when ``resume`` names a run with other hyper-parameters, listing them.
+    handprop.checkpoint.CheckpointError
+        when a checkpoint cannot be written (disk full, folder unwritable);
+        the previous checkpoint is intact.
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a handprop.MLP, got {type(net).__name__}")
@@ -249,31 +271,56 @@ def fit(
     penalty = MLP.check_penalty(penalty)
     optimizer = SGD(momentum, nesterov)
     sched = make_schedule(schedule, lr, epochs)
+    settings = {
+        "net": {"d": net.d, "d_h": net.d_h, "m": net.m, "activation": net.activation,
+                "dtype": net.dtype.name},
+        "epochs": epochs, "batch_size": batch_size, "lr": float(lr),
+        "optimizer": optimizer.config(),
+        "schedule": {"kind": type(sched).__name__,
+                     **{k: v for k, v in sched.state().items() if k != "lr"}},
+        "penalty": (penalty or ElasticNet()).to_dict(), "patience": patience, "seed": seed,
+        "data": {"train": ckpt.fingerprint(X, y),
+                 "valid": ckpt.fingerprint(*valid) if valid else None,
+                 "test": ckpt.fingerprint(*test) if test else None},
+    }
+    run = _Run(net, optimizer, sched, np.random.default_rng(seed), settings)
+    if resume is not None:
+        run.restore(resume, force)
+        checkpoint = resume if checkpoint is None else checkpoint
+    if checkpoint is not None:
+        folder = Path(checkpoint)
+        folder = folder.parent if folder.suffix == ".npz" else folder
+        if not folder.is_dir():
+            raise ValueError(f"checkpoint folder {folder} does not exist")
+    logger = AppendLog(log, run.history) if log is not None else None
+    if run.finished:
+        return run.finish(patience)
 
     from tqdm.auto import tqdm
 
-    rng = np.random.default_rng(seed)
     n = X.shape[0]
     n_batches = -(-n // batch_size)
     params = net.params
-    history = History()
-    snapshot = {k: v.copy() for k, v in params.items()}  # end of the last good epoch
     work = Workspace(net.d, net.d_h, net.m, min(batch_size, n), net.dtype)
     eval_work = Workspace(net.d, net.d_h, net.m, 2048, net.dtype) if (valid or test) else None
-    best = {"error": math.inf, "epoch": None, "params": None}
-    bar = tqdm(total=epochs * n_batches, disable=None if progress else True, unit="batch",
-               leave=False, dynamic_ncols=True)
+    snapshot = {k: v.copy() for k, v in params.items()}  # end of the last good epoch
+    done = run.epoch * n_batches + (run.in_epoch["batch"] if run.in_epoch else 0)
+    bar = tqdm(total=epochs * n_batches, initial=done, disable=None if progress else True,
+               unit="batch", leave=False, dynamic_ncols=True)
     # Overflow is not warned about: a loss that overflows is caught below and
     # reported as divergence, with a message that says what to do.
-    with bar, np.errstate(over="ignore", invalid="ignore"):
-        for epoch in range(1, epochs + 1):
-            start_time = time.perf_counter()
-            rate = first_rate = sched.rate(epoch)
-            order = rng.permutation(n)
-            wrong = 0
-            loss_sum = 0.0
+    with bar, np.errstate(over="ignore", invalid="ignore"), ckpt.SignalGuard() as guard:
+        for epoch in range(run.epoch + 1, epochs + 1):
+            part = run.in_epoch
+            if part is None:
+                part = {"order": run.rng.permutation(n), "batch": 0, "wrong": 0,
+                        "loss_sum": 0.0, "seconds": 0.0, "first_rate": sched.rate(epoch)}
+            run.in_epoch = part
+            start_time = time.perf_counter() - part["seconds"]
+            order = part["order"]
+            rate = part["first_rate"]
             scale = optimizer.grad_scale(rate)
-            for b in range(n_batches):
+            for b in range(part["batch"], n_batches):
                 if sched.per_batch:
                     rate = sched.rate(epoch + b / n_batches)
                     scale = optimizer.grad_scale(rate)
@@ -285,56 +332,177 @@ def fit(
                 cache = forward(params, Xb, net.activation, out=work.cache(k))
                 batch_loss = cross_entropy(cache.o_a, yb)
                 if not math.isfinite(batch_loss):
-                    for k, v in snapshot.items():
-                        params[k][...] = v
-                    message = (f"training diverged: the loss became {batch_loss} at epoch "
-                               f"{epoch}, minibatch {b + 1} of {n_batches} (lr = {rate:g}); "
-                               f"the parameters are restored to the end of epoch {epoch - 1}. "
-                               f"Try a smaller learning rate.")
-                    history.stop_reason = message
-                    raise Diverged(message, history)
-                wrong += int(np.count_nonzero(cache.o_a.argmax(axis=1) != yb))
-                loss_sum += batch_loss * k
+                    _restore(params, snapshot)
+                    raise run.diverged(f"the loss became {batch_loss} at epoch {epoch}, "
+                                       f"minibatch {b + 1} of {n_batches} (lr = {rate:g})")
+                part["wrong"] += int(np.count_nonzero(cache.o_a.argmax(axis=1) != yb))
+                part["loss_sum"] += batch_loss * k
                 grads = backward(params, cache, Xb, yb, net.activation, penalty, scale=scale,
                                  work=work)
                 optimizer.step(params, grads, rate)
+                part["batch"] = b + 1
                 bar.update()
+                if guard.signum is not None and b + 1 < n_batches:
+                    part["seconds"] = time.perf_counter() - start_time
+                    raise run.interrupted(guard.signum, epoch, b + 1, n_batches, checkpoint)
             if not all(np.all(np.isfinite(p)) for p in params.values()):
-                for k, v in snapshot.items():
-                    params[k][...] = v
-                message = (f"training diverged: the parameters became infinite in epoch {epoch} "
-                           f"(lr = {rate:g}); they are restored to the end of epoch {epoch - 1}. "
-                           f"Try a smaller learning rate.")
-                history.stop_reason = message
-                raise Diverged(message, history)
+                _restore(params, snapshot)
+                raise run.diverged(f"the parameters became infinite in epoch {epoch} "
+                                   f"(lr = {rate:g})")
             for k, v in params.items():
                 snapshot[k][...] = v
             v_err, v_loss = _evaluate(net, *valid, eval_work) if valid else (math.nan, math.nan)
             t_err, t_loss = _evaluate(net, *test, eval_work) if test else (math.nan, math.nan)
-            record = EpochRecord(epoch, wrong / n, loss_sum / n, v_err, v_loss, t_err, t_loss,
-                                 first_rate, time.perf_counter() - start_time)
-            history.append(record)
-            sched.observe(v_err if valid else record.train_loss)
-            if log is not None:
-                history.save_csv(log)
+            record = EpochRecord(epoch, part["wrong"] / n, part["loss_sum"] / n, v_err, v_loss,
+                                 t_err, t_loss, part["first_rate"],
+                                 time.perf_counter() - start_time)
+            run.end_epoch(record, patience)
+            if run.finished is None and on_epoch is not None and on_epoch(record) is True:
+                run.finished = f"stopped by on_epoch after epoch {epoch}"
+            if run.finished is None and epoch == epochs:
+                run.finished = f"finished {epochs} epochs"
+            if logger is not None:
+                logger.append(run.history)
+            if checkpoint is not None:
+                run.save(checkpoint)
             bar.set_postfix_str(f"epoch {epoch} train {record.train_error:.2%}"
                                 + (f" valid {v_err:.2%}" if valid else ""))
-            if on_epoch is not None and on_epoch(record) is True:
-                history.stop_reason = f"stopped by on_epoch after epoch {epoch}"
+            if run.finished:
                 break
-            if patience is not None:
-                if v_err < best["error"]:
-                    best = {"error": v_err, "epoch": epoch,
-                            "params": {k: v.copy() for k, v in params.items()}}
-                elif epoch - best["epoch"] >= patience:
-                    history.stop_reason = (f"early stopping: no better validation error for "
-                                           f"{patience} epochs after epoch {best['epoch']}")
-                    break
-        else:
-            history.stop_reason = f"finished {epochs} epochs"
-    if patience is not None and best["params"] is not None:
-        for k in PARAM_NAMES:
-            params[k][...] = best["params"][k]
-        history.best_epoch = best["epoch"]
-    return history
+            if guard.signum is not None:
+                raise run.interrupted(guard.signum, epoch + 1, 0, n_batches, checkpoint,
+                                      saved=True)
+    return run.finish(patience)
 
+
+def _restore(params: dict[str, np.ndarray], source: dict[str, np.ndarray]) -> None:
+    for k, v in source.items():
+        params[k][...] = v
+
+
+class _Run:
+    """The state of a training run that a checkpoint saves and restores."""
+
+    def __init__(self, net: MLP, optimizer: SGD, sched: Schedule, rng: np.random.Generator,
+                 settings: dict):
+        self.net = net
+        self.settings = settings  # what a resumed run must match
+        self.optimizer = optimizer
+        self.sched = sched
+        self.rng = rng
+        self.epoch = 0  # the last finished epoch
+        self.history = History()
+        self.best_error = math.inf
+        self.best_epoch: int | None = None
+        self.best_params: dict[str, np.ndarray] | None = None
+        self.in_epoch: dict | None = None  # order, batch, wrong, loss_sum, seconds, first_rate
+        self.finished: str | None = None
+
+    def end_epoch(self, record: EpochRecord, patience: int | None) -> None:
+        self.history.append(record)
+        self.epoch = record.epoch
+        self.in_epoch = None
+        self.sched.observe(record.valid_error if not math.isnan(record.valid_error)
+                           else record.train_loss)
+        if patience is None:
+            return
+        if record.valid_error < self.best_error:
+            self.best_error, self.best_epoch = record.valid_error, record.epoch
+            self.best_params = {k: v.copy() for k, v in self.net.params.items()}
+        elif record.epoch - self.best_epoch >= patience:
+            self.finished = (f"early stopping: no better validation error for {patience} "
+                             f"epochs after epoch {self.best_epoch}")
+
+    def finish(self, patience: int | None) -> History:
+        if patience is not None and self.best_params is not None:
+            _restore(self.net.params, self.best_params)
+            self.history.best_epoch = self.best_epoch
+        self.history.stop_reason = self.finished or self.history.stop_reason
+        return self.history
+
+    def diverged(self, what: str) -> Diverged:
+        message = (f"training diverged: {what}; the parameters are restored to the end of "
+                   f"epoch {self.epoch}. Try a smaller learning rate.")
+        self.history.stop_reason = message
+        return Diverged(message, self.history)
+
+    def interrupted(self, signum: int, epoch: int, batch: int, n_batches: int, checkpoint,
+                    saved: bool = False) -> ckpt.Interrupted:
+        name = signal_name(signum)
+        where = (f"at the start of epoch {epoch}" if batch == 0 else
+                 f"in epoch {epoch} after minibatch {batch} of {n_batches}")
+        path = None
+        if checkpoint is not None:
+            path = ckpt.path_in(checkpoint) if saved else self.save(checkpoint)
+            message = f"{name}: stopped {where}; checkpoint written to {path}"
+        else:
+            message = f"{name}: stopped {where}; no checkpoint folder, nothing saved"
+        self.history.stop_reason = message
+        return ckpt.Interrupted(message, signum, path, self.history)
+
+    # -- checkpoints --------------------------------------------------------
+
+    def save(self, folder):
+        from . import __version__
+
+        arrays = {f"param_{k}": v for k, v in self.net.params.items()}
+        arrays.update({f"opt_{k}": v for k, v in self.optimizer.state().items()})
+        if self.best_params is not None:
+            arrays.update({f"best_{k}": v for k, v in self.best_params.items()})
+        part = None
+        if self.in_epoch is not None:
+            arrays["order"] = self.in_epoch["order"]
+            part = {k: v for k, v in self.in_epoch.items() if k != "order"}
+        meta = {
+            "handprop_version": __version__,
+            "settings": self.settings,
+            "epoch": self.epoch,
+            "history": self.history.to_dicts(),
+            "finished": self.finished,
+            "rng": self.rng.bit_generator.state,
+            "schedule": self.sched.state(),
+            "best": {"error": None if math.isinf(self.best_error) else self.best_error,
+                     "epoch": self.best_epoch},
+            "in_epoch": part,
+        }
+        return ckpt.save(folder, arrays, meta)
+
+    def restore(self, folder, force: bool) -> None:
+        arrays, meta = ckpt.load(folder)
+        diffs = ckpt.differences(meta.get("settings", {}), self.settings)
+        if diffs and not force:
+            raise ckpt.ResumeMismatch(
+                f"cannot resume {ckpt.path_in(folder)}: it was started with other settings: "
+                f"{'; '.join(diffs)} (force=True, or --force, resumes anyway)")
+        try:
+            params = {k[len("param_"):]: v for k, v in arrays.items() if k.startswith("param_")}
+            self.net.params = params
+            self.optimizer.load_state({k[len("opt_"):]: v for k, v in arrays.items()
+                                       if k.startswith("opt_")})
+            best = {k[len("best_"):]: v for k, v in arrays.items() if k.startswith("best_")}
+            self.best_params = best or None
+            self.epoch = int(meta["epoch"])
+            self.history = History.from_dicts(meta["history"])
+            self.finished = meta.get("finished")
+            self.rng.bit_generator.state = meta["rng"]
+            for key, value in meta["schedule"].items():
+                if not force or key not in ("lr", "epochs"):
+                    setattr(self.sched, key, value)
+            self.best_error = (math.inf if meta["best"]["error"] is None
+                               else float(meta["best"]["error"]))
+            self.best_epoch = meta["best"]["epoch"]
+            if meta.get("in_epoch") is not None:
+                self.in_epoch = {**meta["in_epoch"], "order": arrays["order"]}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{ckpt.path_in(folder)}: a damaged checkpoint ({exc})") from None
+        if force and diffs:
+            self.finished = None  # new settings may extend a finished run
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
