@@ -171,3 +171,88 @@ def test_bad_arguments(kwargs, error, message):
         gradcheck(net, X, y, **kwargs)
     with pytest.raises(TypeError, match="net must be a handprop.MLP"):
         gradcheck("net", X, y)
+
+
+def _masks(rng, K, d, d_h, rate_in=0.2, rate_h=0.5):
+    """Inverted-dropout masks: 0 for a dropped unit, 1 / (1 - rate) for a kept one."""
+    mask_in = (rng.random((K, d)) >= rate_in) / (1 - rate_in)
+    mask_h = (rng.random((K, d_h)) >= rate_h) / (1 - rate_h)
+    return mask_in, mask_h
+
+
+OPTIONS = {
+    "dropout": lambda rng, K: dict(zip(("mask_in", "mask_h"), _masks(rng, K, 5, 7))),
+    "label smoothing": lambda rng, K: {"label_smoothing": 0.1},
+    "sample weights": lambda rng, K: {"sample_weight": rng.uniform(0.1, 3.0, size=K)},
+    "all three": lambda rng, K: {**dict(zip(("mask_in", "mask_h"), _masks(rng, K, 5, 7))),
+                                 "label_smoothing": 0.2,
+                                 "sample_weight": rng.uniform(0.1, 3.0, size=K)},
+}
+
+
+@pytest.mark.parametrize("activation", ACTS)
+@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("K", [1, 10])
+def test_gradients_with_dropout_smoothing_and_weights(activation, option, K):
+    net, X, y = _problem(5, 7, 3, K, activation)
+    options = OPTIONS[option](np.random.default_rng(K), K)
+    report = gradcheck(net, X, y, PENALTIES["all"], eps=1e-3, order=4, **options)
+    assert report.n_kinks == 0
+    assert report.max_rel_error <= 1e-7, str(report)
+    _, matrix = net.loss_and_grads(X, y, PENALTIES["all"], **options)
+    _, loop = net.loss_and_grads(X, y, PENALTIES["all"], method="loop", **options)
+    for name in matrix:
+        assert_allclose(loop[name], matrix[name], rtol=1e-12, atol=1e-15)
+
+
+def test_dropout_masks_change_the_gradient_as_expected():
+    net, X, y = _problem(5, 7, 3, 10, "tanh")
+    mask_in, mask_h = _masks(np.random.default_rng(0), 10, 5, 7)
+    _, plain = net.loss_and_grads(X * mask_in, y)
+    _, with_mask = net.loss_and_grads(X, y, mask_in=mask_in)
+    assert_allclose(with_mask["W1"], plain["W1"], rtol=1e-14)  # input dropout is data
+    _, dropped = net.loss_and_grads(X, y, mask_h=np.zeros((10, 7)))
+    assert not dropped["W1"].any() and not dropped["W2"].any()  # no unit reaches the output
+    ones = net.loss_and_grads(X, y, mask_h=np.ones((10, 7)))[1]
+    _, none = net.loss_and_grads(X, y)
+    assert_allclose(ones["W1"], none["W1"], rtol=1e-15)
+
+
+def test_sample_weights_are_a_weighted_mean():
+    net, X, y = _problem(5, 7, 3, 10, "tanh")
+    w = np.arange(1.0, 11.0)
+    loss_w, g_w = net.loss_and_grads(X, y, sample_weight=w)
+    # integer weights are the same as repeating the examples
+    reps = np.repeat(np.arange(10), w.astype(int))
+    loss_r, g_r = net.loss_and_grads(X[reps], y[reps])
+    assert_allclose(loss_w, loss_r, rtol=1e-13)
+    for name in g_w:
+        assert_allclose(g_w[name], g_r[name], rtol=1e-12, atol=1e-16)
+    assert_allclose(net.loss(X, y, sample_weight=np.ones(10)), net.loss(X, y), rtol=1e-15)
+
+
+def test_label_smoothing_loss_by_hand():
+    net, X, y = _problem(5, 7, 3, 4, "tanh")
+    eps = 0.3
+    o_a = net.fprop(X).o_a
+    log_o_s = act.log_softmax(o_a)
+    target = np.full((4, 3), eps / 3)
+    target[np.arange(4), y] += 1 - eps
+    assert_allclose(net.loss(X, y, label_smoothing=eps), -(target * log_o_s).sum(1).mean(),
+                    rtol=1e-13)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"mask_h": np.ones((3, 2))}, r"mask_h must have shape \(4, 7\)"),
+    ({"mask_in": -np.ones((4, 5))}, "mask_in must hold finite values >= 0"),
+    ({"label_smoothing": 1.0}, r"label_smoothing must be a number in \[0, 1\)"),
+    ({"sample_weight": np.ones(3)}, r"sample_weight must have shape \(4,\)"),
+    ({"sample_weight": np.zeros(4)}, "positive sum"),
+    ({"sample_weight": np.array([1, np.nan, 1, 1])}, "finite weights"),
+])
+def test_bad_options(kwargs, message):
+    net, X, y = _problem(5, 7, 3, 4, "tanh")
+    with pytest.raises(ValueError, match=message):
+        net.loss_and_grads(X, y, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        gradcheck(net, X, y, **kwargs)

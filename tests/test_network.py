@@ -282,3 +282,12 @@ def test_huge_finite_inputs_are_accepted_without_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert net.check_X(X).shape == (4, 2)
+
+
+def test_loop_stays_in_float32(rng):
+    # a float64 factor in the loop once made it silently compute in float64
+    net = MLP(5, 7, 3, dtype="float32", seed=0)
+    X, y = _data(rng, 4, 5, 3)
+    for kwargs in ({}, {"sample_weight": np.arange(1.0, 5.0), "label_smoothing": 0.1}):
+        _, grads = net.loss_and_grads(X, y, method="loop", **kwargs)
+        assert all(g.dtype == np.float32 for g in grads.values())

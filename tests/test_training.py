@@ -197,3 +197,105 @@ def test_sgd_steps_match_their_closed_form(rng):
     p = {"W": p0.copy()}
     SGD().step(p, {"W": lr * grads[0]}, lr)
     assert_allclose(p["W"], p0 - lr * grads[0], rtol=1e-15)
+
+
+# -- optimizers, dropout, max-norm, label smoothing, augmentation in fit -----
+
+
+@pytest.fixture(scope="module")
+def small_mnist(mnist):
+    (X, y), (Xv, yv), _ = mnist
+    return (X[:1000], y[:1000]), (Xv[:2000], yv[:2000])
+
+
+def test_dropout_and_augmentation_reduce_overfitting(small_mnist):
+    train, valid = small_mnist
+    errors = {}
+    for name, kwargs in {"plain": {}, "dropout": {"dropout": (0.2, 0.5)},
+                         "augment": {"augment": "elastic"}}.items():
+        net = MLP(784, 256, 10, dtype="float32", seed=0)
+        history = fit(net, *train, valid=valid, epochs=40, batch_size=50, lr=0.05,
+                      momentum=0.9, progress=False, **kwargs)
+        errors[name] = history[-1].valid_error
+        if name == "plain":
+            assert history[-1].train_error == 0.0  # it does overfit 1,000 examples
+    assert errors["dropout"] < errors["plain"] - 0.005, errors
+    assert errors["augment"] < errors["plain"] - 0.02, errors
+
+
+def test_adam_trains(moons):
+    train, valid, _ = moons
+    net = MLP(2, 64, 2, seed=0)
+    history = fit(net, *train, valid=valid, epochs=40, lr=0.01, optimizer="adam",
+                  progress=False)
+    assert history[-1].valid_error < 0.05
+
+
+def test_max_norm_and_label_smoothing_in_fit(moons):
+    train, valid, _ = moons
+    net = MLP(2, 64, 2, seed=0)
+    fit(net, *train, valid=valid, epochs=20, lr=0.5, momentum=0.9, max_norm=0.5,
+        progress=False)
+    assert np.linalg.norm(net.W1, axis=1).max() <= 0.5 + 1e-6
+    # smoothing keeps the predicted probabilities away from 0 and 1: with
+    # eps = 0.2 the best a training point can get is 0.9 for its class
+    sharp, smooth = MLP(2, 64, 2, seed=0), MLP(2, 64, 2, seed=0)
+    fit(sharp, *train, epochs=30, lr=0.1, momentum=0.9, progress=False)
+    fit(smooth, *train, epochs=30, lr=0.1, momentum=0.9, label_smoothing=0.2, progress=False)
+    confidence = {name: net.predict_proba(train[0]).max(axis=1).mean()
+                  for name, net in (("sharp", sharp), ("smooth", smooth))}
+    assert confidence["smooth"] < 0.92 < confidence["sharp"], confidence
+
+
+def test_sample_weight_in_fit(moons):
+    (X, y), valid, _ = moons
+    weights = np.where(y == 1, 10.0, 1.0)
+    plain, weighted = MLP(2, 4, 2, seed=0), MLP(2, 4, 2, seed=0)
+    fit(plain, X, y, epochs=5, progress=False)
+    fit(weighted, X, y, epochs=5, sample_weight=weights, progress=False)
+    assert (weighted.predict(X) == 1).mean() > (plain.predict(X) == 1).mean()
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"optimizer": "adam", "lr": 0.001},
+    {"dropout": (0.2, 0.5), "max_norm": 2.0, "label_smoothing": 0.1},
+    {"augment": "shift,elastic"},
+])
+def test_resume_is_identical_with_every_option(small_mnist, tmp_path, kwargs):
+    import os
+    import signal
+
+    from handprop import checkpoint
+
+    train, valid = small_mnist
+    args = dict(valid=valid, epochs=4, batch_size=50, progress=False, **kwargs)
+    whole = MLP(784, 32, 10, dtype="float32", seed=0)
+    h_whole = fit(whole, *train, **args)
+    part = MLP(784, 32, 10, dtype="float32", seed=0)
+
+    def stop(record):
+        if record.epoch == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(checkpoint.Interrupted):
+        fit(part, *train, checkpoint=tmp_path, on_epoch=stop, **args)
+    resumed = MLP(784, 32, 10, dtype="float32", seed=9)
+    h_resumed = fit(resumed, *train, resume=tmp_path, **args)
+    assert _without_seconds(h_resumed) == _without_seconds(h_whole)
+    for name in whole.params:
+        assert np.array_equal(resumed.params[name], whole.params[name])
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"optimizer": "rmsprop"}, "optimizer must be 'sgd' or 'adam'"),
+    ({"dropout": 1.0}, r"hidden dropout rate must be a number in \[0, 1\)"),
+    ({"dropout": (-0.1, 0.5)}, "input dropout rate"),
+    ({"max_norm": 0.0}, "max_norm must be > 0"),
+    ({"label_smoothing": 2.0}, "label_smoothing"),
+    ({"augment": "shift"}, "augmentation distorts 28 x 28 images, but the examples have 2"),
+    ({"augment": 3}, "augment must be None"),
+    ({"sample_weight": np.ones(3)}, r"sample_weight must have shape \(600,\)"),
+])
+def test_bad_training_options(moons, kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        fit(MLP(2, 5, 2, seed=0), *moons[0], progress=False, **kwargs)

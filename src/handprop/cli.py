@@ -43,6 +43,19 @@ def _pair(text: str) -> tuple[float, float]:
     return values[0], values[1]
 
 
+def _rates(text: str) -> tuple[float, float]:
+    """Parse dropout rates "IN,HIDDEN" (or "HIDDEN") into two numbers in [0, 1)."""
+    try:
+        values = [float(p) for p in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = [0.0, values[0]]
+    if len(values) != 2 or not all(0 <= v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected IN,HIDDEN rates in [0, 1), got {text!r}")
+    return values[0], values[1]
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -155,8 +168,9 @@ def _dataset_name(dataset: str) -> str:
 
 #: What ``train`` settings a resumed run takes from run.json; the others (where
 #: to read data and write output, whether to draw a bar) may change freely.
-_RUN_SETTINGS = ("dataset", "hidden", "activation", "epochs", "batch_size", "lr", "momentum",
-                 "nesterov", "schedule", "l1", "l2", "patience", "dtype", "seed")
+_RUN_SETTINGS = ("dataset", "hidden", "activation", "epochs", "batch_size", "lr", "optimizer",
+                 "momentum", "nesterov", "schedule", "l1", "l2", "dropout", "max_norm",
+                 "label_smoothing", "augment", "patience", "dtype", "seed")
 
 
 def _resume_args(args: argparse.Namespace, explicit: set[str]) -> argparse.Namespace:
@@ -180,7 +194,7 @@ def _resume_args(args: argparse.Namespace, explicit: set[str]) -> argparse.Names
                          f"{'; '.join(diffs)}; add --force to resume with the new ones")
     for k in _RUN_SETTINGS:
         if k not in explicit and k in saved:
-            setattr(args, k, tuple(saved[k]) if k in ("l1", "l2") else saved[k])
+            setattr(args, k, tuple(saved[k]) if k in ("l1", "l2", "dropout") else saved[k])
     args.out = str(folder)
     return args
 
@@ -203,6 +217,10 @@ def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> int
         raise UsageError("--force only applies with --resume")
     if args.epochs is None:
         args.epochs = DEFAULT_EPOCHS.get(args.dataset, 50)
+    if args.augment:
+        from .augment import Augmenter
+
+        Augmenter(args.augment)  # a bad kind, or no SciPy, fails before any data is read
     out = _writable_folder(args.out or f"runs/{_dataset_name(args.dataset)}")
     remove_stale_temporaries(out)
     train, valid, test = load_dataset(args.dataset, data_dir=args.data_dir)
@@ -225,6 +243,8 @@ def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> int
             net, *train, valid=valid, test=test, epochs=args.epochs, batch_size=args.batch_size,
             lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, schedule=args.schedule,
             penalty=penalty, patience=args.patience, seed=args.seed,
+            optimizer=args.optimizer, dropout=args.dropout, max_norm=args.max_norm,
+            label_smoothing=args.label_smoothing, augment=args.augment,
             progress=not args.no_progress, log=log_path,
             on_epoch=lambda r: tqdm.write(format_record(r)),
             checkpoint=out, resume=out if args.resume else None, force=args.force,
@@ -527,12 +547,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help="default 100 for moons, 20 for mnist, 50 for files")
     p.add_argument("--batch-size", type=_positive_int, default=100, help="K (default 100)")
-    p.add_argument("--lr", type=_positive_float, default=0.1, help="default 0.1")
-    p.add_argument("--momentum", type=float, default=0.9, help="default 0.9")
+    p.add_argument("--lr", type=_positive_float, default=0.1,
+                   help="default 0.1 (for adam, 0.001 suits)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="default sgd")
+    p.add_argument("--momentum", type=float, default=0.9, help="sgd's momentum (default 0.9)")
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
     p.add_argument("--schedule", choices=SCHEDULES, default="constant")
     p.add_argument("--l1", type=_pair, default=(0.0, 0.0), metavar="W1,W2")
     p.add_argument("--l2", type=_pair, default=(0.0, 0.0), metavar="W1,W2")
+    p.add_argument("--dropout", type=_rates, default=(0.0, 0.0), metavar="IN,HIDDEN",
+                   help="dropout rates of the input and the hidden layer (default 0,0; one "
+                   "number is the hidden rate)")
+    p.add_argument("--max-norm", type=_positive_float, default=None, metavar="C",
+                   help="keep every row of W1 within L2 norm C")
+    p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
+                   help="target (1 - EPS) onehot + EPS / m (default 0)")
+    p.add_argument("--augment", default=None, metavar="KINDS",
+                   help="distort each training minibatch of images: shift, affine, elastic, "
+                   "or several, comma-separated (needs SciPy)")
     p.add_argument("--patience", type=_positive_int, default=None,
                    help="stop after this many epochs without a better validation error, "
                    "keeping the best epoch")

@@ -169,6 +169,10 @@ def gradcheck(
     max_entries: int = 200,
     seed: int = 0,
     method: str = "matrix",
+    mask_in=None,
+    mask_h=None,
+    label_smoothing: float = 0.0,
+    sample_weight=None,
 ) -> GradcheckReport:
     """Compare the analytic gradients of ``net`` with central differences.
 
@@ -192,6 +196,10 @@ def gradcheck(
         At most this many entries per parameter are checked; a parameter with
         more is checked on a random subset drawn with ``seed``.
     method : "matrix" or "loop", the analytic implementation to check
+    mask_in, mask_h, label_smoothing, sample_weight : the loss's options (see
+        :meth:`MLP.loss_and_grads`); the dropout masks stay fixed while the
+        parameters are perturbed, which is what makes the loss a function of
+        the parameters alone
 
     Returns
     -------
@@ -225,13 +233,17 @@ def gradcheck(
     X = net64.check_X(X)
     y = net64.check_y(y, X.shape[0])
     penalty = MLP.check_penalty(penalty)
-    loss, grads = net64.loss_and_grads(X, y, penalty, method=method)
+    options = dict(mask_in=mask_in, mask_h=mask_h, label_smoothing=label_smoothing,
+                   sample_weight=sample_weight)
+    net64.check_options(X.shape[0], **options)
+    loss, grads = net64.loss_and_grads(X, y, penalty, method=method, **options)
+    X_seen = X if mask_in is None else X * np.asarray(mask_in, dtype=np.float64)
 
     stencil = _STENCILS[order]
     reach = stencil[-1][0] * eps
     rng = np.random.default_rng(seed)
     kinked = net64.activation in KINKED
-    base_pattern = _kink_pattern(net64, X) if kinked else None
+    base_pattern = _kink_pattern(net64, X_seen) if kinked else None
     checks = []
     for name in PARAM_NAMES:
         p = net64.params[name]
@@ -251,8 +263,9 @@ def gradcheck(
                     side = []
                     for step in (offset * eps, -offset * eps):
                         flat[i] = orig + step
-                        side.append(net64.loss(X, y, penalty))
-                        if kinked and not np.array_equal(_kink_pattern(net64, X), base_pattern):
+                        side.append(net64.loss(X, y, penalty, **options))
+                        if kinked and not np.array_equal(_kink_pattern(net64, X_seen),
+                                                         base_pattern):
                             kink[j] = True
                     total += weight * (side[0] - side[1])
             finally:

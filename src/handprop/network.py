@@ -62,12 +62,15 @@ class Cache(NamedTuple):
     h_s : (K, d_h) hidden outputs
     o_a : (K, m) logits
     o_s : (K, m) softmax probabilities
+    h_d : (K, d_h) the hidden outputs the output layer saw: ``h_s`` itself,
+        or ``h_s * mask_h`` under dropout
     """
 
     h_a: np.ndarray
     h_s: np.ndarray
     o_a: np.ndarray
     o_s: np.ndarray
+    h_d: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------
@@ -77,7 +80,12 @@ class Cache(NamedTuple):
 
 
 def forward(
-    params: dict[str, np.ndarray], X: np.ndarray, activation: str, out: Cache | None = None
+    params: dict[str, np.ndarray],
+    X: np.ndarray,
+    activation: str,
+    out: Cache | None = None,
+    *,
+    mask_h: np.ndarray | None = None,
 ) -> Cache:
     """Forward pass on a minibatch.
 
@@ -88,36 +96,64 @@ def forward(
     activation : canonical activation name (a key of ``ACTIVATIONS``)
     out : optional Cache of preallocated arrays of the same shapes to write
         into (see :class:`Workspace`); by default new arrays are allocated
+    mask_h : optional (K, d_h) dropout mask of the hidden layer, already
+        scaled: 0 for a dropped unit, 1 / (1 - rate) for a kept one
+        (inverted dropout, so that evaluation needs no rescaling)
 
     Returns
     -------
-    Cache of h_a (K, d_h), h_s (K, d_h), o_a (K, m), o_s (K, m)
+    Cache of h_a (K, d_h), h_s (K, d_h), o_a (K, m), o_s (K, m), h_d (K, d_h)
     """
-    buf = out if out is not None else Cache(None, None, None, None)
+    buf = out if out is not None else Cache(None, None, None, None, None)
     # X W1^T: matmul hands the transposed view to BLAS as a flag, no copy.
     h_a = np.matmul(X, params["W1"].T, out=buf.h_a)
     h_a += params["b1"]
     h_s = act.ACTIVATIONS[activation](h_a, out=buf.h_s)
-    o_a = np.matmul(h_s, params["W2"].T, out=buf.o_a)
+    h_d = h_s if mask_h is None else np.multiply(h_s, mask_h, out=buf.h_d)
+    o_a = np.matmul(h_d, params["W2"].T, out=buf.o_a)
     o_a += params["b2"]
-    return Cache(h_a, h_s, o_a, act.softmax(o_a, out=buf.o_s))
+    return Cache(h_a, h_s, o_a, act.softmax(o_a, out=buf.o_s), h_d)
 
 
-def cross_entropy(o_a: np.ndarray, y: np.ndarray) -> float:
+def _row_weights(K: int, sample_weight: np.ndarray | None, dtype) -> np.ndarray | float:
+    """What each example's loss is multiplied by in the minibatch loss: 1/K,
+    or w_k / sum(w) with sample weights (a weighted mean)."""
+    if sample_weight is None:
+        return 1.0 / K
+    return (sample_weight / sample_weight.sum()).astype(dtype, copy=False)
+
+
+def cross_entropy(
+    o_a: np.ndarray,
+    y: np.ndarray,
+    *,
+    label_smoothing: float = 0.0,
+    sample_weight: np.ndarray | None = None,
+) -> float:
     """Mean over the rows of -log o_s[y], from the logits by log-sum-exp.
 
     Parameters
     ----------
     o_a : (K, m) logits
     y : (K,) integer classes
+    label_smoothing : eps in [0, 1): the target is (1 - eps) onehot(y) + eps / m
+    sample_weight : optional (K,) weights >= 0; the mean is then weighted
 
     Notes
     -----
     -log softmax(o_a)[y] = logsumexp(o_a) - o_a[y] (reference, 2.4). Taking the
     log of an underflowed probability would give inf; this form stays finite.
+    With a smoothed target t, the loss -sum_j t_j log o_s[j] is
+    logsumexp(o_a) - sum_j t_j o_a[j], as sum_j t_j = 1.
     """
     K = o_a.shape[0]
-    return float(np.mean(act.logsumexp(o_a) - o_a[np.arange(K), y]))
+    picked = o_a[np.arange(K), y]
+    if label_smoothing:
+        picked = (1 - label_smoothing) * picked + label_smoothing * o_a.mean(axis=1)
+    losses = act.logsumexp(o_a) - picked
+    if sample_weight is None:
+        return float(np.mean(losses))
+    return float(np.dot(losses, sample_weight) / sample_weight.sum())
 
 
 def backward(
@@ -130,6 +166,9 @@ def backward(
     *,
     scale: float = 1.0,
     work: Workspace | None = None,
+    mask_h: np.ndarray | None = None,
+    label_smoothing: float = 0.0,
+    sample_weight: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Gradients of the minibatch loss (mean cross-entropy + penalty).
 
@@ -146,6 +185,8 @@ def backward(
         output delta costs nothing, where multiplying each (d_h, d) gradient
         afterwards would cost a pass over it.
     work : optional :class:`Workspace` whose arrays receive the results
+    mask_h : the (K, d_h) hidden dropout mask given to :func:`forward`, or None
+    label_smoothing, sample_weight : as in :func:`cross_entropy`
 
     Returns
     -------
@@ -156,21 +197,34 @@ def backward(
     rows = np.arange(K)
     # Softmax with cross-entropy is a canonical link: the log-sum-exp's
     # gradient is o_s, and -o_a[y]'s is -onehot(y), so the output delta is
-    # simply o_s - onehot(y), with no softmax Jacobian to multiply by.
+    # simply o_s - onehot(y) (o_s - t for a smoothed target t), with no
+    # softmax Jacobian to multiply by.
     if work is None:
         G_oa = cache.o_s.copy()
     else:
         G_oa = work.G_oa[:K]
         np.copyto(G_oa, cache.o_s)
-    G_oa[rows, y] -= 1
-    G_oa *= scale / K
+    if label_smoothing:
+        G_oa -= label_smoothing / G_oa.shape[1]
+        G_oa[rows, y] -= 1 - label_smoothing
+    else:
+        G_oa[rows, y] -= 1
+    weights = _row_weights(K, sample_weight, G_oa.dtype)
+    if sample_weight is None:
+        G_oa *= scale * weights
+    else:
+        G_oa *= (scale * weights)[:, None]
+    h_d = cache.h_d if cache.h_d is not None else cache.h_s
     grads = work.grads if work is not None else {}
-    # G_hs = G_oa W2, then G_ha = G_hs * g'(H_a), in the same array
+    # G_hs = G_oa W2 (through the dropout mask), then G_ha = G_hs * g'(H_a),
+    # all in the same array
     G_ha = np.matmul(G_oa, params["W2"], out=None if work is None else work.G_hs[:K])
+    if mask_h is not None:
+        G_ha *= mask_h
     act.backprop_inplace(activation, cache.h_a, cache.h_s, G_ha)
     grads["W1"] = np.matmul(G_ha.T, X, out=grads.get("W1"))
     grads["b1"] = np.sum(G_ha, axis=0, out=grads.get("b1"))
-    grads["W2"] = np.matmul(G_oa.T, cache.h_s, out=grads.get("W2"))
+    grads["W2"] = np.matmul(G_oa.T, h_d, out=grads.get("W2"))
     grads["b2"] = np.sum(G_oa, axis=0, out=grads.get("b2"))
     if penalty is not None and not penalty.is_zero:
         for weight in ("W1", "W2"):
@@ -191,7 +245,7 @@ class Workspace:
     Attributes
     ----------
     X : (K, d) the gathered minibatch; y : (K,) its classes
-    h_a, h_s, G_hs : (K, d_h); o_a, o_s, G_oa : (K, m)
+    h_a, h_s, h_d, G_hs : (K, d_h); o_a, o_s, G_oa : (K, m)
     grads : "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,)
     scratch : "W1" (d_h, d), "W2" (m, d_h), for the penalty's gradient
     """
@@ -201,6 +255,7 @@ class Workspace:
         self.X = e((K, d), dtype)
         self.y = e(K, np.int64)
         self.h_a, self.h_s, self.G_hs = e((K, d_h), dtype), e((K, d_h), dtype), e((K, d_h), dtype)
+        self.h_d = e((K, d_h), dtype)  # the hidden layer after dropout
         self.o_a, self.o_s, self.G_oa = e((K, m), dtype), e((K, m), dtype), e((K, m), dtype)
         self.grads = {"W1": e((d_h, d), dtype), "b1": e(d_h, dtype),
                       "W2": e((m, d_h), dtype), "b2": e(m, dtype)}
@@ -216,7 +271,7 @@ class Workspace:
 
     def cache(self, k: int) -> Cache:
         """Views of the forward buffers for a minibatch of k <= K examples."""
-        return Cache(self.h_a[:k], self.h_s[:k], self.o_a[:k], self.o_s[:k])
+        return Cache(self.h_a[:k], self.h_s[:k], self.o_a[:k], self.o_s[:k], self.h_d[:k])
 
 
 # --------------------------------------------------------------------------
@@ -433,24 +488,71 @@ class MLP:
 
     # -- the math -----------------------------------------------------------
 
-    def fprop(self, X) -> Cache:
+    def check_options(self, K: int, *, mask_in=None, mask_h=None, label_smoothing=0.0,
+                      sample_weight=None) -> dict:
+        """The loss options as checked arrays and numbers, or a ValueError.
+
+        Parameters
+        ----------
+        K : the minibatch size
+        mask_in : (K, d) input dropout mask (0 or 1 / (1 - rate)), or None
+        mask_h : (K, d_h) hidden dropout mask, or None
+        label_smoothing : float in [0, 1)
+        sample_weight : (K,) weights >= 0 with a positive sum, or None
+        """
+        out = {}
+        for name, mask, shape in (("mask_in", mask_in, (K, self.d)),
+                                  ("mask_h", mask_h, (K, self.d_h))):
+            if mask is None:
+                out[name] = None
+                continue
+            arr = np.asarray(mask, dtype=self.dtype)
+            if arr.shape != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+            if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+                raise ValueError(f"{name} must hold finite values >= 0")
+            out[name] = arr
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+                or not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
+        out["label_smoothing"] = float(label_smoothing)
+        if sample_weight is None:
+            out["sample_weight"] = None
+        else:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            if w.shape != (K,):
+                raise ValueError(f"sample_weight must have shape ({K},), got {w.shape}")
+            if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+                raise ValueError("sample_weight must hold finite weights >= 0 with a "
+                                 "positive sum")
+            out["sample_weight"] = w.astype(self.dtype)
+        return out
+
+    def fprop(self, X, *, mask_h=None) -> Cache:
         """Forward pass on a minibatch X, shape (K, d).
+
+        ``mask_h`` is an optional (K, d_h) hidden dropout mask (see
+        :func:`forward`).
 
         Returns
         -------
-        Cache of h_a (K, d_h), h_s (K, d_h), o_a (K, m), o_s (K, m)
+        Cache of h_a (K, d_h), h_s (K, d_h), o_a (K, m), o_s (K, m), h_d (K, d_h)
         """
-        return forward(self.params, self.check_X(X), self.activation)
+        X = self.check_X(X)
+        opts = self.check_options(X.shape[0], mask_h=mask_h)
+        return forward(self.params, X, self.activation, mask_h=opts["mask_h"])
 
-    def bprop(self, cache: Cache, X, y, penalty: ElasticNet | None = None) -> dict[str, np.ndarray]:
+    def bprop(self, cache: Cache, X, y, penalty: ElasticNet | None = None, *, mask_h=None,
+              label_smoothing: float = 0.0, sample_weight=None) -> dict[str, np.ndarray]:
         """Gradients of the minibatch loss, given the cache from :meth:`fprop`.
 
         Parameters
         ----------
-        cache : Cache from ``fprop(X)``
+        cache : Cache from ``fprop(X, mask_h=mask_h)``
         X : (K, d)
         y : (K,) integer classes in [0, m)
         penalty : ElasticNet or None
+        mask_h, label_smoothing, sample_weight : see :meth:`loss_and_grads`
 
         Returns
         -------
@@ -459,21 +561,35 @@ class MLP:
         X = self.check_X(X)
         y = self.check_y(y, X.shape[0])
         penalty = self.check_penalty(penalty)
+        opts = self.check_options(X.shape[0], mask_h=mask_h, label_smoothing=label_smoothing,
+                                  sample_weight=sample_weight)
+        opts.pop("mask_in")
         if not isinstance(cache, Cache) or cache.h_a.shape != (X.shape[0], self.d_h):
             raise ValueError("cache must be the Cache that fprop returned for this X")
-        return backward(self.params, cache, X, y, self.activation, penalty)
+        return backward(self.params, cache, X, y, self.activation, penalty, **opts)
 
-    def loss(self, X, y, penalty: ElasticNet | None = None) -> float:
-        """Mean cross-entropy over the K examples of X (K, d), plus the penalty."""
+    def _inputs(self, X, y, penalty, options: dict):
         X = self.check_X(X)
         y = self.check_y(y, X.shape[0])
         penalty = self.check_penalty(penalty)
-        o_a = forward(self.params, X, self.activation).o_a
-        value = cross_entropy(o_a, y)
+        opts = self.check_options(X.shape[0], **options)
+        mask_in = opts.pop("mask_in")
+        if mask_in is not None:  # input dropout: the net sees X * mask_in
+            X = X * mask_in
+        return X, y, penalty, opts
+
+    def loss(self, X, y, penalty: ElasticNet | None = None, **options) -> float:
+        """The minibatch loss: mean cross-entropy over the K examples of X
+        (K, d) plus the penalty. ``options`` are those of :meth:`loss_and_grads`."""
+        X, y, penalty, opts = self._inputs(X, y, penalty, options)
+        o_a = forward(self.params, X, self.activation, mask_h=opts["mask_h"]).o_a
+        value = cross_entropy(o_a, y, label_smoothing=opts["label_smoothing"],
+                              sample_weight=opts["sample_weight"])
         return value + (penalty.value(self.params) if penalty is not None else 0.0)
 
     def loss_and_grads(
-        self, X, y, penalty: ElasticNet | None = None, method: str = "matrix"
+        self, X, y, penalty: ElasticNet | None = None, method: str = "matrix", *,
+        mask_in=None, mask_h=None, label_smoothing: float = 0.0, sample_weight=None,
     ) -> tuple[float, dict[str, np.ndarray]]:
         """The minibatch loss and its gradient with respect to each parameter.
 
@@ -484,6 +600,11 @@ class MLP:
         penalty : ElasticNet or None
         method : "matrix" (the fast path) or "loop" (the reference: one
             example at a time, as in the derivation, then averaged)
+        mask_in : optional (K, d) input dropout mask, already scaled (0 or
+            1 / (1 - rate)); the net sees X * mask_in
+        mask_h : optional (K, d_h) hidden dropout mask, already scaled
+        label_smoothing : eps in [0, 1); the target is (1 - eps) onehot + eps / m
+        sample_weight : optional (K,) weights; the loss is then the weighted mean
 
         Returns
         -------
@@ -492,16 +613,17 @@ class MLP:
         """
         if method not in _METHODS:
             raise ValueError(f"method must be 'matrix' or 'loop', got {method!r}")
-        X = self.check_X(X)
-        y = self.check_y(y, X.shape[0])
-        penalty = self.check_penalty(penalty)
+        X, y, penalty, opts = self._inputs(X, y, penalty, dict(
+            mask_in=mask_in, mask_h=mask_h, label_smoothing=label_smoothing,
+            sample_weight=sample_weight))
         if method == "loop":
-            return _loss_and_grads_loop(self, X, y, penalty)
-        cache = forward(self.params, X, self.activation)
-        value = cross_entropy(cache.o_a, y)
+            return _loss_and_grads_loop(self, X, y, penalty, **opts)
+        cache = forward(self.params, X, self.activation, mask_h=opts["mask_h"])
+        value = cross_entropy(cache.o_a, y, label_smoothing=opts["label_smoothing"],
+                              sample_weight=opts["sample_weight"])
         if penalty is not None:
             value += penalty.value(self.params)
-        return value, backward(self.params, cache, X, y, self.activation, penalty)
+        return value, backward(self.params, cache, X, y, self.activation, penalty, **opts)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities o_s, shape (n, m), for X of shape (n, d)."""
@@ -565,40 +687,54 @@ MODEL_FORMAT_VERSION = 1
 
 
 def _loss_and_grads_loop(
-    net: MLP, X: np.ndarray, y: np.ndarray, penalty: ElasticNet | None
+    net: MLP, X: np.ndarray, y: np.ndarray, penalty: ElasticNet | None, *,
+    mask_h: np.ndarray | None = None, label_smoothing: float = 0.0,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[float, dict[str, np.ndarray]]:
     """The reference implementation: one example at a time, with vectors.
 
     Each step is the derivation's single-example formula, written out here on
     its own (it shares no code with :func:`forward` and :func:`backward` but
     the activation functions), so that agreement between the two paths is
-    evidence that both are right.
+    evidence that both are right. Input dropout has already been applied to X
+    by the caller; the hidden mask, label smoothing and sample weights are
+    applied here, example by example.
     """
     W1, b1, W2, b2 = net.W1, net.b1, net.W2, net.b2
     g = act.ACTIVATIONS[net.activation]
     g_prime = act.DERIVATIVES[net.activation]
     K = X.shape[0]
+    # each example's share of the mean, in the dtype of X (a float64 factor
+    # would silently turn a float32 loop into a float64 one)
+    if sample_weight is None:
+        weight = np.full(K, 1.0 / K, dtype=X.dtype)
+    else:
+        weight = (sample_weight / sample_weight.sum()).astype(X.dtype)
     total = 0.0
-    sums = {name: np.zeros_like(p) for name, p in net.params.items()}
+    grads = {name: np.zeros_like(p) for name, p in net.params.items()}
     for k in range(K):
         x = X[k]  # (d,)
         h_a = W1 @ x + b1  # (d_h,)
         h_s = g(h_a)  # (d_h,)
-        o_a = W2 @ h_s + b2  # (m,)
+        h_d = h_s if mask_h is None else h_s * mask_h[k]  # (d_h,), after dropout
+        o_a = W2 @ h_d + b2  # (m,)
         shifted = o_a - o_a.max()
         o_s = np.exp(shifted) / np.exp(shifted).sum()  # (m,)
-        total += np.log(np.exp(shifted).sum()) - shifted[y[k]]  # -log o_s[y]
-        onehot = np.zeros(net.m, dtype=X.dtype)
-        onehot[y[k]] = 1
-        grad_oa = o_s - onehot  # (m,)
-        sums["W2"] += np.outer(grad_oa, h_s)  # (m, d_h)
-        sums["b2"] += grad_oa  # (m,)
+        target = np.zeros(net.m, dtype=X.dtype)  # (m,): onehot, or smoothed
+        target[y[k]] = 1
+        target = (1 - label_smoothing) * target + label_smoothing / net.m
+        # -sum_j t_j log o_s[j] = log sum exp(shifted) - sum_j t_j shifted[j]
+        total += weight[k] * (np.log(np.exp(shifted).sum()) - target @ shifted)
+        grad_oa = weight[k] * (o_s - target)  # (m,)
+        grads["W2"] += np.outer(grad_oa, h_d)  # (m, d_h)
+        grads["b2"] += grad_oa  # (m,)
         grad_hs = W2.T @ grad_oa  # (d_h,)
+        if mask_h is not None:
+            grad_hs = grad_hs * mask_h[k]
         grad_ha = grad_hs * g_prime(h_a, h_s)  # (d_h,)
-        sums["W1"] += np.outer(grad_ha, x)  # (d_h, d)
-        sums["b1"] += grad_ha  # (d_h,)
-    grads = {name: s / K for name, s in sums.items()}
-    loss = total / K
+        grads["W1"] += np.outer(grad_ha, x)  # (d_h, d)
+        grads["b1"] += grad_ha  # (d_h,)
+    loss = total
     if penalty is not None:
         for name, W in (("W1", W1), ("W2", W2)):
             l1 = getattr(penalty, f"l1_{name}")

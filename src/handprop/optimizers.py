@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SGD", "make_optimizer", "OPTIMIZERS"]
+__all__ = ["SGD", "Adam", "make_optimizer", "max_norm_", "OPTIMIZERS"]
 
 
 class SGD:
@@ -95,11 +95,110 @@ class SGD:
         return {"optimizer": self.name, "momentum": self.momentum, "nesterov": self.nesterov}
 
 
-OPTIMIZERS = ("sgd",)
+class Adam:
+    """Adam (Kingma and Ba, 2015), in scikit-learn's form.
+
+    Parameters
+    ----------
+    beta1, beta2 : floats in [0, 1), the decay rates of the two moments
+    epsilon : float > 0
+
+    Notes
+    -----
+    With gradient g, step count t and rate lr:
+
+        m <- beta1 m + (1 - beta1) g
+        v <- beta2 v + (1 - beta2) g^2
+        theta <- theta - lr_t m / (sqrt(v) + epsilon),
+        lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t)
+
+    which is the bias-corrected update with epsilon added to sqrt(v) rather
+    than to sqrt(v / (1 - beta2^t)) (scikit-learn's MLPClassifier does the
+    same; PyTorch adds it after the correction).
+    """
+
+    name = "adam"
+
+    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8) -> None:
+        for label, value in (("beta1", beta1), ("beta2", beta2)):
+            if not (isinstance(value, (int, float)) and 0 <= value < 1):
+                raise ValueError(f"{label} must be a number in [0, 1), got {value!r}")
+        if not (isinstance(epsilon, (int, float)) and epsilon > 0):
+            raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")
+        self.beta1, self.beta2, self.epsilon = float(beta1), float(beta2), float(epsilon)
+        self.t = 0
+        self.m: dict[str, np.ndarray] = {}
+        self.v: dict[str, np.ndarray] = {}
+        self._scratch: dict[str, np.ndarray] = {}
+
+    def grad_scale(self, lr: float) -> float:
+        """Adam needs the gradients themselves: 1."""
+        return 1.0
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
+             lr: float) -> None:
+        """Update every array of ``params`` in place, without temporaries."""
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        lr_t = lr * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+        for name, p in params.items():
+            g = grads[name]
+            if name not in self.m:
+                self.m[name] = np.zeros_like(p)
+                self.v[name] = np.zeros_like(p)
+                self._scratch[name] = np.empty_like(p)
+            m, v, s = self.m[name], self.v[name], self._scratch[name]
+            m *= b1
+            np.multiply(g, 1 - b1, out=s)
+            m += s
+            v *= b2
+            np.square(g, out=s)
+            s *= 1 - b2
+            v += s
+            np.sqrt(v, out=s)
+            s += self.epsilon
+            np.divide(m, s, out=s)
+            s *= lr_t
+            p -= s
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The arrays to checkpoint: both moments and the step count."""
+        out = {f"m_{k}": v for k, v in self.m.items()}
+        out.update({f"v_{k}": v for k, v in self.v.items()})
+        out["t"] = np.array(self.t)
+        return out
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.t = int(arrays["t"]) if "t" in arrays else 0
+        self.m = {k[2:]: a.copy() for k, a in arrays.items() if k.startswith("m_")}
+        self.v = {k[2:]: a.copy() for k, a in arrays.items() if k.startswith("v_")}
+        self._scratch = {k: np.empty_like(a) for k, a in self.m.items()}
+
+    def config(self) -> dict:
+        return {"optimizer": self.name, "beta1": self.beta1, "beta2": self.beta2,
+                "epsilon": self.epsilon}
 
 
-def make_optimizer(name: str = "sgd", **kwargs) -> SGD:
-    """An optimizer by name."""
+def max_norm_(W: np.ndarray, c: float) -> None:
+    """Rescale, in place, every row of W (d_h, d) whose L2 norm exceeds c to norm c.
+
+    The max-norm constraint of Srivastava et al. (2014) on the weights coming
+    into each hidden unit (the rows of W1): it bounds them without shrinking
+    the others, which lets dropout nets use large learning rates.
+    """
+    norms = np.sqrt(np.einsum("ij,ij->i", W, W))
+    over = norms > c
+    if over.any():
+        W[over] *= (c / norms[over])[:, None].astype(W.dtype)
+
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+def make_optimizer(name: str = "sgd", **kwargs) -> SGD | Adam:
+    """An optimizer by name: "sgd" (momentum, nesterov) or "adam" (beta1, beta2, epsilon)."""
     if name == "sgd":
         return SGD(**kwargs)
+    if name == "adam":
+        return Adam(**kwargs)
     raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")

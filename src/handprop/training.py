@@ -26,7 +26,7 @@ from . import checkpoint as ckpt
 from .checkpoint import AppendLog
 from .files import write_text
 from .network import MLP, Workspace, backward, cross_entropy, forward
-from .optimizers import SGD
+from .optimizers import SGD, Adam, max_norm_
 from .penalty import ElasticNet
 from .schedules import Schedule, make_schedule
 
@@ -206,6 +206,14 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     force: bool = False,
+    optimizer: str = "sgd",
+    betas: tuple[float, float] = (0.9, 0.999),
+    epsilon: float = 1e-8,
+    dropout: float | tuple[float, float] = 0.0,
+    max_norm: float | None = None,
+    label_smoothing: float = 0.0,
+    augment=None,
+    sample_weight=None,
 ) -> History:
     """Train ``net`` in place by minibatch gradient descent.
 
@@ -235,6 +243,20 @@ def fit(
         to a run that was never stopped (``seconds`` aside). Checkpoints go
         on being written there unless ``checkpoint`` names another folder.
     force : resume even if hyper-parameters differ (the new ones apply)
+    optimizer : "sgd" (with ``momentum`` and ``nesterov``) or "adam" (with
+        ``betas`` and ``epsilon``); see :mod:`handprop.optimizers`
+    dropout : the dropout rate of the hidden layer, or (input rate, hidden
+        rate); inverted dropout, so evaluation uses the net as it is
+    max_norm : if given, after every step each row of W1 whose L2 norm
+        exceeds it is scaled back to it
+    label_smoothing : eps in [0, 1); the target is (1 - eps) onehot + eps / m
+    augment : None, an :class:`handprop.augment.Augmenter`, a string of its
+        kinds ("shift", "affine", "elastic", comma-separated), or any
+        callable ``(X_batch, rng) -> X_batch``. Each minibatch is distorted
+        afresh, in a background thread while the previous one trains, from a
+        generator seeded by (seed, epoch, minibatch), so that runs (and
+        resumed runs) are reproducible.
+    sample_weight : optional (n,) weights >= 0 of the training examples
 
     Returns
     -------
@@ -269,13 +291,34 @@ def fit(
         if valid is None:
             raise ValueError("patience (early stopping) needs a validation set: pass valid=(X, y)")
     penalty = MLP.check_penalty(penalty)
-    optimizer = SGD(momentum, nesterov)
+    if optimizer == "sgd":
+        opt = SGD(momentum, nesterov)
+    elif optimizer == "adam":
+        opt = Adam(*betas, epsilon)
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    rate_in, rate_h = (0.0, dropout) if isinstance(dropout, (int, float)) else tuple(dropout)
+    for name, rate in (("input dropout", rate_in), ("hidden dropout", rate_h)):
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"{name} rate must be a number in [0, 1), got {rate!r}")
+    if max_norm is not None:
+        _check_number("max_norm", max_norm, low=0)
+    smoothing = net.check_options(1, label_smoothing=label_smoothing)["label_smoothing"]
+    if sample_weight is not None:
+        sample_weight = net.check_options(X.shape[0], sample_weight=sample_weight)[
+            "sample_weight"]
+    augmenter = _augmenter(augment, X.shape[1])
     sched = make_schedule(schedule, lr, epochs)
     settings = {
         "net": {"d": net.d, "d_h": net.d_h, "m": net.m, "activation": net.activation,
                 "dtype": net.dtype.name},
         "epochs": epochs, "batch_size": batch_size, "lr": float(lr),
-        "optimizer": optimizer.config(),
+        "optimizer": opt.config(),
+        "dropout": [float(rate_in), float(rate_h)], "max_norm": max_norm,
+        "label_smoothing": smoothing,
+        "augment": repr(augmenter) if augmenter is not None else None,
+        "sample_weight": None if sample_weight is None else ckpt.fingerprint(
+            sample_weight[:, None], np.zeros(0)),
         "schedule": {"kind": type(sched).__name__,
                      **{k: v for k, v in sched.state().items() if k != "lr"}},
         "penalty": (penalty or ElasticNet()).to_dict(), "patience": patience, "seed": seed,
@@ -283,7 +326,7 @@ def fit(
                  "valid": ckpt.fingerprint(*valid) if valid else None,
                  "test": ckpt.fingerprint(*test) if test else None},
     }
-    run = _Run(net, optimizer, sched, np.random.default_rng(seed), settings)
+    run = _Run(net, opt, sched, np.random.default_rng(seed), settings)
     if resume is not None:
         run.restore(resume, force)
         checkpoint = resume if checkpoint is None else checkpoint
@@ -309,7 +352,13 @@ def fit(
                unit="batch", leave=False, dynamic_ncols=True)
     # Overflow is not warned about: a loss that overflows is caught below and
     # reported as divergence, with a message that says what to do.
-    with bar, np.errstate(over="ignore", invalid="ignore"), ckpt.SignalGuard() as guard:
+    if rate_in:
+        work.mask_in = np.empty((work.X.shape[0], net.d), net.dtype)
+    if rate_h:
+        work.mask_h = np.empty((work.X.shape[0], net.d_h), net.dtype)
+    batches = _Batches(X, y, work, augmenter, seed)
+    with bar, batches, np.errstate(over="ignore", invalid="ignore"), \
+            ckpt.SignalGuard() as guard:
         for epoch in range(run.epoch + 1, epochs + 1):
             part = run.in_epoch
             if part is None:
@@ -319,18 +368,23 @@ def fit(
             start_time = time.perf_counter() - part["seconds"]
             order = part["order"]
             rate = part["first_rate"]
-            scale = optimizer.grad_scale(rate)
+            scale = opt.grad_scale(rate)
+            batches.start(epoch, order, batch_size, part["batch"])
             for b in range(part["batch"], n_batches):
                 if sched.per_batch:
                     rate = sched.rate(epoch + b / n_batches)
-                    scale = optimizer.grad_scale(rate)
+                    scale = opt.grad_scale(rate)
                 idx = order[b * batch_size:(b + 1) * batch_size]
                 k = len(idx)
-                Xb, yb = work.X[:k], work.y[:k]
-                np.take(X, idx, axis=0, out=Xb)  # one contiguous gather
-                np.take(y, idx, out=yb)
-                cache = forward(params, Xb, net.activation, out=work.cache(k))
-                batch_loss = cross_entropy(cache.o_a, yb)
+                Xb, yb = batches.get(b)
+                if rate_in:
+                    Xb = np.multiply(Xb, _dropout_mask(run.rng, work.mask_in[:k], rate_in),
+                                     out=work.X[:k])
+                mask_h = _dropout_mask(run.rng, work.mask_h[:k], rate_h) if rate_h else None
+                wb = None if sample_weight is None else sample_weight[idx]
+                cache = forward(params, Xb, net.activation, out=work.cache(k), mask_h=mask_h)
+                batch_loss = cross_entropy(cache.o_a, yb, sample_weight=wb,
+                                           label_smoothing=smoothing)
                 if not math.isfinite(batch_loss):
                     _restore(params, snapshot)
                     raise run.diverged(f"the loss became {batch_loss} at epoch {epoch}, "
@@ -338,8 +392,11 @@ def fit(
                 part["wrong"] += int(np.count_nonzero(cache.o_a.argmax(axis=1) != yb))
                 part["loss_sum"] += batch_loss * k
                 grads = backward(params, cache, Xb, yb, net.activation, penalty, scale=scale,
-                                 work=work)
-                optimizer.step(params, grads, rate)
+                                 work=work, mask_h=mask_h, sample_weight=wb,
+                                 label_smoothing=smoothing)
+                opt.step(params, grads, rate)
+                if max_norm is not None:
+                    max_norm_(params["W1"], max_norm)
                 part["batch"] = b + 1
                 bar.update()
                 if guard.signum is not None and b + 1 < n_batches:
@@ -375,6 +432,94 @@ def fit(
     return run.finish(patience)
 
 
+def _dropout_mask(rng: np.random.Generator, out: np.ndarray, rate: float) -> np.ndarray:
+    """Fill ``out`` with an inverted-dropout mask: 1 / (1 - rate) with
+    probability 1 - rate, else 0."""
+    rng.random(dtype=out.dtype, out=out)
+    np.greater_equal(out, rate, out=out)  # 1.0 where kept, 0.0 where dropped
+    out *= 1 / (1 - rate)
+    return out
+
+
+def _augmenter(augment, d: int):
+    from .augment import Augmenter
+
+    if isinstance(augment, str):
+        augment = Augmenter(augment)
+    if isinstance(augment, Augmenter) and augment.shape[0] * augment.shape[1] != d:
+        h, w = augment.shape
+        raise ValueError(f"augmentation distorts {h} x {w} images, but the examples have "
+                         f"{d} features, not {h * w}")
+    if augment is None or callable(augment):
+        return augment
+    raise TypeError(f"augment must be None, a string of kinds, or a callable, got "
+                    f"{type(augment).__name__}")
+
+
+class _Batches:
+    """The minibatches of an epoch, gathered (and distorted) into buffers.
+
+    Without augmentation each minibatch is one ``np.take`` into the
+    workspace. With it, a background thread prepares minibatch b + 1 (gather
+    and distortion, which NumPy and SciPy run without holding the GIL) while
+    minibatch b trains; each is distorted with a generator seeded by
+    (seed, epoch, b), so the result does not depend on the timing.
+    """
+
+    def __init__(self, X, y, work: Workspace, augment, seed: int):
+        self.X, self.y, self.work, self.augment, self.seed = X, y, work, augment, seed
+        self.pool = None
+        self.pending = {}
+
+    def __enter__(self):
+        if self.augment is not None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handprop-augment")
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def start(self, epoch: int, order: np.ndarray, batch_size: int, first: int) -> None:
+        self.epoch, self.order, self.batch_size = epoch, order, batch_size
+        self.pending = {}
+        if self.pool is not None:
+            self._submit(first)
+
+    def _indices(self, b: int) -> np.ndarray:
+        return self.order[b * self.batch_size:(b + 1) * self.batch_size]
+
+    def _make(self, b: int):
+        idx = self._indices(b)
+        rng = np.random.default_rng([self.seed, self.epoch, b])
+        Xb = np.asarray(self.augment(self.X[idx], rng), dtype=self.X.dtype)
+        if Xb.shape != (len(idx), self.X.shape[1]):
+            raise ValueError(f"augment returned shape {Xb.shape}, expected "
+                             f"{(len(idx), self.X.shape[1])}")
+        return Xb
+
+    def _submit(self, b: int) -> None:
+        if b * self.batch_size < len(self.order) and b not in self.pending:
+            self.pending[b] = self.pool.submit(self._make, b)
+
+    def get(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Minibatch b: (X (k, d), y (k,)) in the workspace's buffers."""
+        idx = self._indices(b)
+        k = len(idx)
+        Xb, yb = self.work.X[:k], self.work.y[:k]
+        np.take(self.y, idx, out=yb)
+        if self.pool is None:
+            np.take(self.X, idx, axis=0, out=Xb)  # one contiguous gather
+            return Xb, yb
+        self._submit(b)
+        ready = self.pending.pop(b).result()
+        self._submit(b + 1)
+        np.copyto(Xb, ready)
+        return Xb, yb
+
+
 def _restore(params: dict[str, np.ndarray], source: dict[str, np.ndarray]) -> None:
     for k, v in source.items():
         params[k][...] = v
@@ -383,7 +528,8 @@ def _restore(params: dict[str, np.ndarray], source: dict[str, np.ndarray]) -> No
 class _Run:
     """The state of a training run that a checkpoint saves and restores."""
 
-    def __init__(self, net: MLP, optimizer: SGD, sched: Schedule, rng: np.random.Generator,
+    def __init__(self, net: MLP, optimizer: SGD | Adam, sched: Schedule,
+                 rng: np.random.Generator,
                  settings: dict):
         self.net = net
         self.settings = settings  # what a resumed run must match
