@@ -3,7 +3,19 @@
 from .gradcheck import GradcheckReport, gradcheck
 from .network import MLP
 from .penalty import ElasticNet
+from .training import fit
 
 __version__ = "0.1.0"
 
-__all__ = ["MLP", "ElasticNet", "GradcheckReport", "gradcheck", "__version__"]
+__all__ = ["MLP", "MLPClassifier", "ElasticNet", "GradcheckReport", "fit", "gradcheck",
+           "__version__"]
+
+
+def __getattr__(name: str):
+    # The scikit-learn estimator is imported on first use only: the core
+    # never imports scikit-learn, an optional extra.
+    if name == "MLPClassifier":
+        from .estimator import MLPClassifier
+
+        return MLPClassifier
+    raise AttributeError(f"module 'handprop' has no attribute {name!r}")

@@ -1,0 +1,596 @@
+"""A scikit-learn estimator: ``handprop.MLPClassifier``, a drop-in for
+``sklearn.neural_network.MLPClassifier``.
+
+Swap the import and existing code runs unchanged: the constructor has
+scikit-learn's parameters, name for name and default for default, with
+scikit-learn's meaning, and the fitted attributes it documents. On top of
+them, keyword-only and off by default: elastic-net lambdas ``l1`` and ``l2``,
+``class_weight``, ``dropout`` and ``dtype`` (float32 by default).
+
+The math is handprop's: every minibatch goes through
+:func:`handprop.network.forward` and :func:`handprop.network.backward`, the
+functions the gradient checker verifies. scikit-learn's ``alpha`` is an L2
+penalty of ``0.5 * alpha * ||W||^2 / n`` on each minibatch of n examples
+(the sum of their sample weights), which is handprop's ElasticNet with
+``l2 = 0.5 * alpha / n`` on both weight matrices.
+
+This module needs scikit-learn (``pip install 'handprop[sklearn]'``); the
+rest of handprop never imports it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.utils import check_random_state, compute_class_weight
+    from sklearn.utils.metaestimators import available_if
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("handprop.MLPClassifier needs scikit-learn >= 1.6: "
+                      "pip install 'handprop[sklearn]'") from exc
+
+from . import activations as act
+from .network import MLP, Workspace, backward, cross_entropy, forward
+from .optimizers import SGD, Adam
+from .penalty import ElasticNet
+from .training import EpochRecord, History, _dropout_mask
+
+__all__ = ["MLPClassifier"]
+
+_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+
+
+def _stochastic(estimator) -> bool:
+    if estimator.solver not in ("sgd", "adam"):
+        raise AttributeError(f"partial_fit is only available for stochastic optimizers; "
+                             f"{estimator.solver!r} is not stochastic")
+    return True
+
+
+class MLPClassifier(ClassifierMixin, BaseEstimator):
+    """Multi-layer perceptron classifier with hand-derived gradients.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : (d_h,) or int, default (100,)
+        One hidden layer: handprop computes one, and a longer tuple is refused.
+    activation : "identity", "logistic", "tanh", "relu" (default), or one of
+        handprop's own: "softplus", "abs", "sign"
+    solver : "sgd", "adam" (default) or "lbfgs" (full batch, through
+        ``scipy.optimize.minimize`` on the hand-derived gradient, in float64)
+    alpha : float >= 0, default 1e-4
+        L2 penalty: ``0.5 * alpha * ||W||^2 / n`` per minibatch of n examples.
+    batch_size : int or "auto" (min(200, n_samples))
+    learning_rate : "constant", "invscaling" or "adaptive" (sgd only)
+    learning_rate_init, power_t, max_iter, shuffle, random_state, tol,
+    verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
+    validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun :
+        scikit-learn's, with scikit-learn's meaning and defaults. ``verbose``
+        also shows a progress bar; ``warm_start`` (and ``partial_fit``) keep
+        the optimizer's state, Adam's moments included.
+    l1, l2 : (lambda for W1, lambda for W2), default (0, 0)
+        handprop's elastic net: ``l1 ||W||_1 + l2 ||W||_2^2`` added once per
+        minibatch, on top of alpha's term.
+    class_weight : None, "balanced" or {label: weight}
+        Multiplies each example's weight (and sample_weight) by its class's.
+    dropout : rate of the hidden layer, or (input rate, hidden rate); default 0
+    dtype : "float32" (default) or "float64", the precision of training
+
+    Attributes
+    ----------
+    classes_, loss_, best_loss_, loss_curve_, validation_scores_,
+    best_validation_score_, t_, coefs_, intercepts_, n_features_in_,
+    feature_names_in_, n_iter_, n_layers_, n_outputs_, out_activation_ :
+        scikit-learn's. ``coefs_`` is [W1.T, W2.T] and ``intercepts_``
+        [b1, b2], in scikit-learn's layout (inputs along the rows). Two
+        classes use two softmax outputs, as in the derivation, so
+        ``out_activation_`` is "softmax" and ``n_outputs_`` is 2 where
+        scikit-learn has one logistic output.
+    validation_loss_curve_ : list of float or None
+        The validation loss after each epoch, when ``early_stopping``.
+    W1_, b1_, W2_, b2_ : the parameters in the derivation's layout
+    history_ : handprop.training.History, one record per epoch
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = MLPClassifier(max_iter=30, random_state=0).fit(X / 16, y)
+    >>> clf.predict_proba(X[:2] / 16).shape, clf.coefs_[0].shape
+    ((2, 10), (64, 100))
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        l1=(0.0, 0.0),
+        l2=(0.0, 0.0),
+        class_weight=None,
+        dropout=(0.0, 0.0),
+        dtype="float32",
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.l1 = l1
+        self.l2 = l2
+        self.class_weight = class_weight
+        self.dropout = dropout
+        self.dtype = dtype
+
+    # -- parameters -----------------------------------------------------------
+
+    def _check_params(self) -> None:
+        """Refuse bad constructor arguments with the name and what is expected."""
+        def number(name, low, high=math.inf, *, integer=False, low_open=False, high_open=False):
+            value = getattr(self, name)
+            kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+            ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+            ok = ok and (value > low if low_open else value >= low)
+            ok = ok and (value < high if high_open else value <= high)
+            if not ok:
+                lo = "(" if low_open else "["
+                hi = ")" if high_open else "]"
+                what = "an integer" if integer else "a number"
+                raise ValueError(f"{name} must be {what} in {lo}{low}, {high}{hi}, got {value!r}")
+
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, (int, np.integer)) else list(sizes)
+        if len(sizes) != 1:
+            raise ValueError(f"handprop computes one hidden layer; hidden_layer_sizes must have "
+                             f"one entry, got {self.hidden_layer_sizes!r}")
+        if not isinstance(sizes[0], (int, np.integer)) or sizes[0] < 1:
+            raise ValueError(f"hidden_layer_sizes must be a positive integer, got {sizes[0]!r}")
+        known = sorted(set(_ACTIVATIONS) | {"softplus", "abs", "sign"})
+        if self.activation not in known:
+            raise ValueError(f"activation must be one of {', '.join(known)}, "
+                             f"got {self.activation!r}")
+        for name, options in (("solver", ("sgd", "adam", "lbfgs")),
+                              ("learning_rate", ("constant", "invscaling", "adaptive"))):
+            if getattr(self, name) not in options:
+                raise ValueError(f"{name} must be one of {', '.join(options)}, "
+                                 f"got {getattr(self, name)!r}")
+        if not (self.batch_size == "auto" or (isinstance(self.batch_size, (int, np.integer))
+                                              and self.batch_size >= 1)):
+            raise ValueError(f"batch_size must be 'auto' or a positive integer, "
+                             f"got {self.batch_size!r}")
+        number("alpha", 0)
+        number("learning_rate_init", 0, low_open=True)
+        number("power_t", 0)
+        number("max_iter", 1, integer=True)
+        number("tol", 0)
+        number("momentum", 0, 1)
+        number("validation_fraction", 0, 1, low_open=True, high_open=True)
+        number("beta_1", 0, 1, high_open=True)
+        number("beta_2", 0, 1, high_open=True)
+        number("epsilon", 0, low_open=True)
+        number("n_iter_no_change", 1, integer=True)
+        number("max_fun", 1, integer=True)
+        for name in ("shuffle", "verbose", "warm_start", "nesterovs_momentum", "early_stopping"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("l1", "l2"):
+            pair = getattr(self, name)
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(
+                    isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in pair)):
+                raise ValueError(f"{name} must be a pair (lambda for W1, lambda for W2) of "
+                                 f"numbers >= 0, got {pair!r}")
+        self._rates()
+        if self.dtype not in ("float32", "float64", np.float32, np.float64):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.solver == "lbfgs" and any(self._rates()):
+            raise ValueError("dropout needs a stochastic solver (sgd or adam): lbfgs minimizes "
+                             "one deterministic loss")
+
+    def _rates(self) -> tuple[float, float]:
+        rates = self.dropout
+        rates = (0.0, rates) if isinstance(rates, (int, float)) else tuple(rates)
+        if len(rates) != 2 or not all(isinstance(r, (int, float)) and 0 <= r < 1
+                                      for r in rates):
+            raise ValueError(f"dropout must be a rate in [0, 1) or a pair (input rate, hidden "
+                             f"rate), got {self.dropout!r}")
+        return float(rates[0]), float(rates[1])
+
+    @property
+    def _dtype(self):
+        return np.dtype(self.dtype)
+
+    # -- fitted parameters, in both layouts -----------------------------------
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """[W1.T (d, d_h), W2.T (d_h, m)]: scikit-learn's layout; assigning copies in."""
+        check_is_fitted(self, "_net")
+        return [self._net.W1.T, self._net.W2.T]
+
+    @coefs_.setter
+    def coefs_(self, value) -> None:
+        check_is_fitted(self, "_net")
+        self._net.params = {**self._net.params, "W1": np.asarray(value[0]).T,
+                            "W2": np.asarray(value[1]).T}
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """[b1 (d_h,), b2 (m,)]; assigning copies in."""
+        check_is_fitted(self, "_net")
+        return [self._net.b1, self._net.b2]
+
+    @intercepts_.setter
+    def intercepts_(self, value) -> None:
+        check_is_fitted(self, "_net")
+        self._net.params = {**self._net.params, "b1": value[0], "b2": value[1]}
+
+    W1_ = property(lambda self: self._fitted_net().W1, doc="W1, (d_h, d)")
+    b1_ = property(lambda self: self._fitted_net().b1, doc="b1, (d_h,)")
+    W2_ = property(lambda self: self._fitted_net().W2, doc="W2, (m, d_h)")
+    b2_ = property(lambda self: self._fitted_net().b2, doc="b2, (m,)")
+
+    def _fitted_net(self) -> MLP:
+        check_is_fitted(self, "_net")
+        return self._net
+
+    # -- fitting ----------------------------------------------------------------
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to X (n, d) and y (n,), with optional sample weights.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        incremental = self.warm_start and hasattr(self, "_net")
+        return self._fit(X, y, sample_weight, classes=None, incremental=incremental,
+                         one_epoch=False)
+
+    @available_if(_stochastic)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over X (n, d), y (n,), continuing from the current state.
+
+        ``classes`` (all the labels there will ever be) is required on the
+        first call. The optimizer's state (momentum, Adam's moments) carries
+        over from call to call.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        if self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        first = not hasattr(self, "_net")
+        if first and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        if not first and classes is not None and not np.array_equal(
+                np.unique(classes), self.classes_):
+            raise ValueError(f"classes={classes!r} is not the same as on the first call to "
+                             f"partial_fit ({self.classes_!r})")
+        return self._fit(X, y, sample_weight, classes=classes, incremental=not first,
+                         one_epoch=True)
+
+    def _fit(self, X, y, sample_weight, *, classes, incremental: bool, one_epoch: bool):
+        X, y = validate_data(self, X, y, reset=not incremental, dtype=[self._dtype, np.float64,
+                                                                       np.float32])
+        X = np.asarray(X, dtype=self._dtype)
+        check_classification_targets(y)
+        if not incremental:
+            self.classes_ = np.unique(classes if classes is not None else y)
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError(f"y holds labels {unknown.tolist()} that are not in classes_ "
+                             f"{self.classes_.tolist()}")
+        if len(self.classes_) < 2:
+            raise ValueError(f"a classifier needs at least two classes; y has only one class, "
+                             f"{self.classes_[0]!r}")
+        yi = np.searchsorted(self.classes_, y).astype(np.int64)
+        sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if self.class_weight is not None:
+            weights = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+            sw = sw * weights[yi]
+        if sample_weight is None and self.class_weight is None:
+            sw = None
+        if not incremental:
+            self._initialize(X.shape[1])
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X, yi, sw)
+        else:
+            self._fit_stochastic(X, yi, sw, one_epoch=one_epoch)
+        return self
+
+    def _initialize(self, d: int) -> None:
+        d_h = (self.hidden_layer_sizes if isinstance(self.hidden_layer_sizes, (int, np.integer))
+               else self.hidden_layer_sizes[0])
+        self._random_state = check_random_state(self.random_state)
+        seed = int(self._random_state.randint(np.iinfo(np.int32).max))
+        activation = _ACTIVATIONS.get(self.activation, self.activation)
+        self._net = MLP(d, int(d_h), len(self.classes_), activation=activation,
+                        dtype=self._dtype, seed=seed)
+        self._rng = np.random.default_rng(seed + 1)  # dropout masks
+        self.n_layers_ = 3
+        self.n_outputs_ = len(self.classes_)
+        self.out_activation_ = "softmax"
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self.history_ = History()
+        self._no_improvement_count = 0
+        self._lr = float(self.learning_rate_init)
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.validation_loss_curve_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = None
+            self.validation_loss_curve_ = None
+            self.best_validation_score_ = None
+            self.best_loss_ = np.inf
+        if self.solver == "sgd":
+            self._optimizer = SGD(self.momentum, self.nesterovs_momentum and self.momentum > 0)
+        elif self.solver == "adam":
+            self._optimizer = Adam(self.beta_1, self.beta_2, self.epsilon)
+        else:
+            self._optimizer = None
+
+    def _penalty(self, weight_sum: float) -> ElasticNet:
+        """alpha's term for a minibatch whose sample weights sum to weight_sum,
+        plus handprop's own lambdas."""
+        a = 0.5 * self.alpha / weight_sum
+        return ElasticNet(l1_W1=self.l1[0], l2_W1=self.l2[0] + a,
+                          l1_W2=self.l1[1], l2_W2=self.l2[1] + a)
+
+    def _fit_stochastic(self, X, yi, sw, *, one_epoch: bool) -> None:
+        from tqdm.auto import tqdm
+
+        net = self._net
+        rng = self._random_state
+        X_val = y_val = sw_val = None
+        if self.early_stopping:
+            split = train_test_split(
+                X, yi, *(() if sw is None else (sw,)), random_state=rng,
+                test_size=self.validation_fraction, stratify=yi)
+            X, X_val, yi, y_val = split[:4]
+            if sw is not None:
+                sw, sw_val = split[4], split[5]
+            if len(X_val) < 2:
+                raise ValueError("The validation set is too small. Increase "
+                                 "'validation_fraction' or the size of your dataset.")
+        n = X.shape[0]
+        K = min(200, n) if self.batch_size == "auto" else int(self.batch_size)
+        if K > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                          "going to be clipped", stacklevel=3)
+            K = n
+        rate_in, rate_h = self._rates()
+        work = Workspace(net.d, net.d_h, net.m, K, net.dtype)
+        mask_in = np.empty((K, net.d), net.dtype) if rate_in else None
+        mask_h = np.empty((K, net.d_h), net.dtype) if rate_h else None
+        params = net.params
+        epochs = 1 if one_epoch else self.max_iter
+        n_batches = -(-n // K)
+        bar = tqdm(total=epochs * n_batches, disable=None if self.verbose else True,
+                   unit="batch", leave=False)
+        with bar, np.errstate(over="ignore", invalid="ignore"):
+            for _ in range(epochs):
+                start = time.perf_counter()
+                order = rng.permutation(n) if self.shuffle else np.arange(n)
+                total_loss = 0.0
+                wrong = 0
+                for b in range(n_batches):
+                    idx = order[b * K:(b + 1) * K]
+                    k = len(idx)
+                    Xb, yb = work.X[:k], work.y[:k]
+                    np.take(X, idx, axis=0, out=Xb)
+                    np.take(yi, idx, out=yb)
+                    wb = None if sw is None else sw[idx].astype(net.dtype)
+                    if rate_in:
+                        Xb *= _dropout_mask(self._rng, mask_in[:k], rate_in)
+                    mh = _dropout_mask(self._rng, mask_h[:k], rate_h) if rate_h else None
+                    penalty = self._penalty(k if wb is None else float(wb.sum()))
+                    cache = forward(params, Xb, net.activation, out=work.cache(k), mask_h=mh)
+                    loss = cross_entropy(cache.o_a, yb, sample_weight=wb)
+                    loss += penalty.value(params)
+                    total_loss += loss * k
+                    wrong += int(np.count_nonzero(cache.o_a.argmax(axis=1) != yb))
+                    grads = backward(params, cache, Xb, yb, net.activation, penalty,
+                                     scale=self._optimizer.grad_scale(self._lr), work=work,
+                                     mask_h=mh, sample_weight=wb)
+                    self._optimizer.step(params, grads, self._lr)
+                    bar.update()
+                if not math.isfinite(total_loss):
+                    raise ValueError(f"the training loss became {total_loss} in iteration "
+                                     f"{self.n_iter_ + 1}: lower learning_rate_init")
+                self.n_iter_ += 1
+                self.t_ += n
+                self.loss_ = total_loss / n
+                self.loss_curve_.append(self.loss_)
+                valid_error = valid_loss = math.nan
+                if self.verbose:
+                    tqdm.write(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+                stop = self._update_no_improvement(X_val, y_val, sw_val)
+                if self.early_stopping:
+                    valid_error = 1 - self.validation_scores_[-1]
+                    valid_loss = self.validation_loss_curve_[-1]
+                self.history_.append(EpochRecord(
+                    self.n_iter_, wrong / n, self.loss_, valid_error, valid_loss, math.nan,
+                    math.nan, self._lr, time.perf_counter() - start))
+                if self.solver == "sgd" and self.learning_rate == "invscaling":
+                    self._lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
+                if stop or one_epoch:
+                    break
+                if self.n_iter_ == self.max_iter and not one_epoch:
+                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter})"
+                                  f" reached and the optimization hasn't converged yet.",
+                                  ConvergenceWarning, stacklevel=4)
+        if self.early_stopping and self._best_params is not None:
+            net.params = self._best_params
+
+    def _update_no_improvement(self, X_val, y_val, sw_val) -> bool:
+        """scikit-learn's stopping rule; True when training should stop."""
+        if self.early_stopping:
+            o_a = self._logits(X_val)
+            score = accuracy_score(y_val, o_a.argmax(axis=1), sample_weight=sw_val)
+            self.validation_scores_.append(score)
+            self.validation_loss_curve_.append(cross_entropy(o_a, y_val, sample_weight=sw_val))
+            if self.verbose:
+                print(f"Validation score: {score:f}")
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = {k: v.copy() for k, v in self._net.params.items()}
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
+        if self._no_improvement_count <= self.n_iter_no_change:
+            return False
+        what = "Validation score" if self.early_stopping else "Training loss"
+        msg = (f"{what} did not improve more than tol={self.tol:f} for "
+               f"{self.n_iter_no_change} consecutive epochs.")
+        if self.solver == "sgd" and self.learning_rate == "adaptive" and self._lr > 1e-6:
+            self._lr /= 5.0
+            self._no_improvement_count = 0
+            if self.verbose:
+                print(f"{msg} Setting learning rate to {self._lr:f}")
+            return False
+        if self.verbose:
+            print(f"{msg} Stopping.")
+        return True
+
+    _best_params = None
+
+    def _fit_lbfgs(self, X, yi, sw) -> None:
+        from scipy.optimize import minimize
+
+        # L-BFGS needs an accurate loss for its line search: it works in float64.
+        net64 = self._net.astype("float64")
+        X64 = X.astype(np.float64)
+        shapes = net64.shapes()
+        n = X.shape[0]
+        penalty = self._penalty(n if sw is None else float(sw.sum()))
+        w64 = None if sw is None else sw.astype(np.float64)
+        names = list(shapes)
+
+        def fun(theta):
+            start = 0
+            for name in names:
+                size = int(np.prod(shapes[name]))
+                net64.params[name][...] = theta[start:start + size].reshape(shapes[name])
+                start += size
+            cache = forward(net64.params, X64, net64.activation)
+            loss = cross_entropy(cache.o_a, yi, sample_weight=w64) + penalty.value(net64.params)
+            grads = backward(net64.params, cache, X64, yi, net64.activation, penalty,
+                             sample_weight=w64)
+            last["loss"] = loss
+            return loss, np.concatenate([grads[k].ravel() for k in names])
+
+        last = {}
+        losses = []
+        theta0 = np.concatenate([net64.params[k].ravel() for k in names])
+        def iteration_ends(xk):
+            # the last evaluation of an iteration is at the point it accepts
+            losses.append(last["loss"])
+            if self.verbose:
+                print(f"Iteration {len(losses)}, loss = {losses[-1]:.8f}")
+
+        result = minimize(fun, theta0, jac=True, method="L-BFGS-B", callback=iteration_ends,
+                          options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                   "gtol": self.tol})
+        fun(result.x)
+        if result.status != 0:
+            warnings.warn(f"lbfgs failed to converge after {result.nit} iterations: "
+                          f"{result.message}. Increase max_iter or scale the data.",
+                          ConvergenceWarning, stacklevel=4)
+        self._net.params = {k: v.astype(self._dtype) for k, v in net64.params.items()}
+        self.n_iter_ = int(result.nit)
+        self.loss_ = float(result.fun)
+        self.loss_curve_ = losses
+        self.best_loss_ = min(losses) if losses else self.loss_
+        self.history_ = History()
+
+    # -- predicting -------------------------------------------------------------
+
+    def _logits(self, X: np.ndarray) -> np.ndarray:
+        """o_a for checked X (n, d), computed in chunks, as float64 (n, m)."""
+        net = self._net
+        out = np.empty((X.shape[0], net.m))
+        for start in range(0, X.shape[0], 4096):
+            chunk = np.asarray(X[start:start + 4096], dtype=net.dtype)
+            out[start:start + 4096] = forward(net.params, chunk, net.activation).o_a
+        return out
+
+    def _checked(self, X) -> np.ndarray:
+        check_is_fitted(self, "_net")
+        return validate_data(self, X, reset=False, dtype=[self._dtype, np.float64, np.float32])
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, (n, n_classes), columns in the order of ``classes_``."""
+        return act.softmax(self._logits(self._checked(X)))
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Log-probabilities, (n, n_classes), from the logits by log-sum-exp
+        (never the log of a probability that underflowed)."""
+        return act.log_softmax(self._logits(self._checked(X)))
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable label of each row of X (n, d), shape (n,)."""
+        best = self._logits(self._checked(X)).argmax(axis=1)
+        return self.classes_[best]
