@@ -2,7 +2,7 @@
 
 Every ```console block in docs/*.md and README.md holds lines "$ command"
 followed by the command's output. The command is run (in a scratch folder
-that has an empty docs/figures/) and its output compared line by line: words
+that has an empty docs/figures/ and a copy of examples/) and its output compared line by line: words
 exactly, numbers to a relative 1e-3 or an absolute 1e-6, so that round-off
 from another BLAS kernel (the last digits of a 1e-9 relative error, say)
 does not fail the docs while any real change does. A block right after an
@@ -14,6 +14,7 @@ and must exit 0; ``<!-- not run -->`` skips a block too long for the tests
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,7 @@ def test_console_block(mark, body, tmp_path):
         pytest.skip("marked <!-- not run -->")
     env = {**os.environ, "COLUMNS": "100"}
     (tmp_path / "docs" / "figures").mkdir(parents=True)
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
     for command, expected in _commands(body):
         argv = shlex.split(command)
         if argv[0] == "handprop":

@@ -419,6 +419,70 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distortions(args: argparse.Namespace) -> int:
+    from .datasets import load_mnist
+    from .plotting import distortions, save_figure
+
+    kinds = args.augment or ["shift", "affine", "elastic"]
+    (X, _), _, _ = load_mnist(args.data_dir)
+    save_figure(distortions(X, kinds, n=args.n, seed=args.seed), args.out)
+    print(f"wrote {args.out}: {args.n} training digits and their distortions by "
+          f"{', '.join(kinds)}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import (
+        Space,
+        SweepConfig,
+        default_space,
+        moons_capacity_space,
+        run_sweep,
+        summarize,
+        train_params,
+    )
+
+    if args.workers < 1:
+        raise UsageError("argument --workers: expected a positive integer")
+    grid = None
+    dataset = args.dataset
+    if args.preset == "moons-capacity":
+        if args.space:
+            raise UsageError("--preset and --space exclude each other")
+        space, grid = moons_capacity_space()
+        dataset = "moons-small"
+    elif args.space:
+        space = Space.from_toml(args.space)
+    else:
+        space = default_space(dataset)
+    trials = args.trials or (int(np.prod([len(v) for v in grid.values()])) if grid else 20)
+    out = _writable_folder(args.out or f"runs/sweep-{args.preset or _dataset_name(dataset)}")
+    storage = args.storage or f"sqlite:///{out.resolve() / 'study.db'}"
+    study = args.study or f"handprop-{args.preset or _dataset_name(dataset)}"
+    config = SweepConfig(dataset=dataset, trials=trials, storage=storage, study=study,
+                         out=str(out), space=space, seed=args.seed, data_dir=args.data_dir,
+                         heartbeat=args.heartbeat, grid=grid)
+    what = "continuing" if args.resume else "starting"
+    print(f"{what} study {study!r}: {trials} trials of {space.source} on {dataset}, "
+          f"{args.workers} worker(s), storage {storage}", flush=True)
+    run_sweep(config, workers=args.workers, resume=args.resume)
+    result = summarize(config, top=trials if grid is not None else 10)
+    if grid is not None:
+        from .plotting import decision_regions, save_figure
+
+        panels = []
+        for label, trial in (("best", result["best"]), ("worst", result["worst"])):
+            p = trial.user_attrs["params"]
+            net, _ = train_params(p, result["data"], seed=args.seed + trial.number)
+            panels.append((net, f"{label}: trial {trial.number}, d_h={p['hidden']}, "
+                                f"l2={p['l2']:g},\npatience {p['patience']}: valid error "
+                                f"{100 * trial.value:.1f}%"))
+        path = out / "regions_best_worst.png"
+        save_figure(decision_regions(panels, *result["data"][0], ncols=2), path)
+        print(f"wrote {path}")
+    return 0
+
+
 # --------------------------------------------------------------------------
 # compare-grads, bench-epoch
 # --------------------------------------------------------------------------
@@ -540,8 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
         "loss on train, valid and test after each epoch, and writes OUT/log.csv, "
         "OUT/model.npz and OUT/curves.png. With no arguments it trains on two moons.")
     p.add_argument("--dataset", default="moons",
-                   help="moons, mnist, or a FILE.csv / FILE.npz / moons FILE.txt, split "
-                   "80/10/10 (default moons)")
+                   help="moons, moons-small, mnist, or a FILE.csv / FILE.npz / moons FILE.txt, "
+                   "split 80/10/10 (default moons)")
     p.add_argument("--hidden", type=_positive_int, default=512, help="d_h (default 512)")
     p.add_argument("--activation", choices=activations, default="relu")
     p.add_argument("--epochs", type=_positive_int, default=None,
@@ -630,6 +694,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output CSV (default: standard output)")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("distortions", help="a figure of MNIST digits and their distortions",
+                       description="Draw the first training digits and, below them, a row of "
+                       "distorted versions for each augmentation.")
+    p.add_argument("--augment", action="append", metavar="KINDS",
+                   help="one row per use: shift, affine, elastic, or several comma-separated "
+                   "(default: one row each for shift, affine, elastic)")
+    p.add_argument("--n", type=_positive_int, default=8, help="digits (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default="distortions.png", help="default distortions.png")
+    p.set_defaults(func=cmd_distortions)
+
+    p = sub.add_parser(
+        "sweep", help="a hyper-parameter search on Optuna, on one machine or many",
+        description="Search hyper-parameters with Optuna: each trial trains on train and "
+        "scores on valid; the best is retrained and its test error reported once. Several "
+        "workers, on this machine (--workers) or on others (the same command with the same "
+        "--storage and --study), share one study. Needs the [sweep] extra.")
+    p.add_argument("--dataset", default="moons")
+    p.add_argument("--space", default=None, metavar="SPACE.toml",
+                   help="the search space (default: the dataset's default space, see "
+                   "docs/sweep.md)")
+    p.add_argument("--preset", choices=("moons-capacity",), default=None,
+                   help="moons-capacity: the assignment's weight decay x hidden units x early "
+                   "stopping grid, on moons-small")
+    p.add_argument("--trials", type=_positive_int, default=None,
+                   help="trials in all, across all workers (default 20, or the whole grid)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--storage", default=None,
+                   help="sqlite:///FILE, postgresql://USER@HOST/DB or journal:FILE "
+                   "(default: sqlite in --out)")
+    p.add_argument("--study", default=None, help="study name (default handprop-DATASET)")
+    p.add_argument("--out", default=None, help="output folder (default runs/sweep-DATASET)")
+    p.add_argument("--resume", action="store_true", help="continue an existing study")
+    p.add_argument("--heartbeat", type=_positive_int, default=10,
+                   help="seconds between a running trial's heartbeats; a trial silent for 3 "
+                   "heartbeats is failed and retried (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_sweep)
+
     p = sub.add_parser("compare-grads", help="loop and matrix gradients side by side",
                        description="Compute the gradients by the per-example loop and by "
                        "matrix products, print them side by side with their largest "
@@ -685,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"handprop: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as exc:
         if os.environ.get("HANDPROP_DEBUG"):
             raise
         print(f"handprop: error: {exc}", file=sys.stderr)

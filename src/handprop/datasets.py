@@ -431,9 +431,10 @@ def load_mnist(
 
 
 def load_dataset(name: str, *, data_dir=None, seed: int = 0):
-    """Train, valid and test sets by name: ``moons``, ``mnist``, a ``.csv``,
-    a ``.npz`` or a two-moons ``.txt`` file (files are split 80/10/10 with
-    ``seed``).
+    """Train, valid and test sets by name: ``moons`` (600 / 200 / 200 points,
+    noise 0.2), ``moons-small`` (200 / 200 / 200, noise 0.25, where capacity
+    shows), ``mnist``, a ``.csv``, a ``.npz`` or a two-moons ``.txt`` file
+    (files are split 80/10/10 with ``seed``).
 
     Returns
     -------
@@ -441,12 +442,14 @@ def load_dataset(name: str, *, data_dir=None, seed: int = 0):
     """
     if name == "moons":
         return moons_splits(seed=seed)
+    if name == "moons-small":  # few noisy points, on which capacity shows
+        return moons_splits(n_train=200, noise=0.25, seed=seed)
     if name == "mnist":
         return load_mnist(data_dir)
     suffix = Path(name).suffix.lower()
     loaders = {".csv": load_csv, ".npz": load_npz, ".txt": load_moons_txt}
     if suffix not in loaders:
-        raise DataError(f"unknown dataset {name!r}: expected moons, mnist, or a .csv, .npz "
-                        f"or .txt file")
+        raise DataError(f"unknown dataset {name!r}: expected moons, moons-small, mnist, or a "
+                        f".csv, .npz or .txt file")
     X, y = loaders[suffix](name)
     return split(X, y, seed=seed)

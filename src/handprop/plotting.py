@@ -21,7 +21,7 @@ from .files import write_bytes
 from .network import MLP
 from .training import History
 
-__all__ = ["decision_regions", "learning_curves", "save_figure"]
+__all__ = ["decision_regions", "distortions", "learning_curves", "save_figure"]
 
 # Light fills for the regions, strong colours for the points, one per class.
 _REGION_COLOURS = ["#a6cee3", "#fdbf6f", "#b2df8a", "#fb9a99", "#cab2d6", "#ffff99"]
@@ -122,4 +122,35 @@ def learning_curves(history: History, *, title: str | None = None) -> Figure:
         ax.legend()
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def distortions(X: np.ndarray, kinds: Sequence[str], *, n: int = 8, seed: int = 0,
+                shape: tuple[int, int] = (28, 28)) -> Figure:
+    """A grid of images: the first ``n`` rows of X on top, and below them one
+    row of distorted versions for each entry of ``kinds`` (for instance
+    "shift", "affine", "elastic", "affine,elastic").
+
+    Parameters
+    ----------
+    X : (n_images, height * width), values in [0, 1]
+    kinds : the augmentations to show, one row each
+    """
+    from .augment import Augmenter
+
+    images = np.asarray(X[:n], dtype=np.float32)
+    rows = [("original", images)]
+    for i, kind in enumerate(kinds):
+        rows.append((kind, Augmenter(kind, shape=shape)(images, np.random.default_rng(
+            [seed, i]))))
+    fig = Figure(figsize=(1.1 * n + 1.2, 1.15 * len(rows)), layout="constrained")
+    grid = fig.subplots(len(rows), n, squeeze=False)
+    for r, (label, batch) in enumerate(rows):
+        for c in range(n):
+            ax = grid[r][c]
+            ax.imshow(batch[c].reshape(shape), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=9)
     return fig

@@ -1,0 +1,635 @@
+"""Hyper-parameter sweeps on Optuna, from one process to many machines.
+
+A sweep is an Optuna study: trials sample hyper-parameters from a *space*
+(a TOML file), train with :func:`handprop.fit`, report the validation error
+after every epoch (so that a median pruner can stop hopeless trials early),
+and return their best validation error. The study lives in a database that
+any number of workers share: a SQLite file by default, a PostgreSQL server
+(``--storage postgresql://...``) for several machines, or an Optuna journal
+file on a shared disk (``--storage journal:PATH``).
+
+The total number of trials is honoured across all workers: before training,
+a trial claims one of the N slots under a lock (a lock file next to a SQLite
+or journal file, a PostgreSQL advisory lock on a server), so that exactly N
+trials run to completion or pruning. With a database storage, every running
+trial sends a heartbeat; a worker that dies (SIGKILL, a lost machine) stops
+sending it, and after a grace period its trial is marked failed, gives its
+slot back, and is retried once with the same parameters.
+
+This module needs Optuna (``pip install 'handprop[sweep]'``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Space", "SpaceError", "PARAMETERS", "default_space", "run_sweep", "summarize"]
+
+
+class SpaceError(ValueError):
+    """A search-space file is invalid; the message names the file and line."""
+
+
+# name -> (type, what it is). Each maps onto an argument of handprop.fit or MLP.
+PARAMETERS: dict[str, tuple[type, str]] = {
+    "lr": (float, "learning rate"),
+    "hidden": (int, "hidden units d_h"),
+    "activation": (str, "activation of the hidden layer"),
+    "optimizer": (str, "sgd or adam"),
+    "momentum": (float, "momentum of sgd"),
+    "schedule": (str, "learning-rate schedule"),
+    "batch_size": (int, "minibatch size K"),
+    "epochs": (int, "epochs"),
+    "patience": (int, "early-stopping patience (epochs)"),
+    "l1": (float, "L1 lambda on both weight matrices (added to l1_W1 and l1_W2)"),
+    "l2": (float, "L2 lambda on both weight matrices (added to l2_W1 and l2_W2)"),
+    "l1_W1": (float, "L1 lambda on W1"),
+    "l1_W2": (float, "L1 lambda on W2"),
+    "l2_W1": (float, "L2 lambda on W1"),
+    "l2_W2": (float, "L2 lambda on W2"),
+    "dropout_in": (float, "input dropout rate"),
+    "dropout_hidden": (float, "hidden dropout rate"),
+    "max_norm": (float, "max-norm of the rows of W1"),
+    "label_smoothing": (float, "label smoothing"),
+}
+
+_KEYS = {"value", "choices", "low", "high", "scale", "zero"}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One hyper-parameter of a space: a fixed value, a list of choices, or a
+    range [low, high] on a linear or log scale (``zero``: a log range that
+    may also take exactly 0, half of the time)."""
+
+    name: str
+    value: object = None
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    scale: str = "linear"
+    zero: bool = False
+
+    def suggest(self, trial):
+        kind = PARAMETERS[self.name][0]
+        if self.choices is not None:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.low is None:
+            return self.value
+        if self.zero and trial.suggest_categorical(f"{self.name}_is_zero", [False, True]):
+            return kind(0)
+        log = self.scale == "log"
+        if kind is int:
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=log)
+        return trial.suggest_float(self.name, float(self.low), float(self.high), log=log)
+
+
+@dataclass
+class Space:
+    """A search space: a Dimension per hyper-parameter (the others take the
+    defaults of :data:`DEFAULTS`)."""
+
+    dims: dict[str, Dimension] = field(default_factory=dict)
+    source: str = "default"
+
+    def suggest(self, trial) -> dict:
+        """Concrete values for every hyper-parameter, sampled for ``trial``."""
+        values = dict(DEFAULTS)
+        values.update({name: dim.suggest(trial) for name, dim in self.dims.items()})
+        return values
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> Space:
+        """Read and check a space file; a SpaceError names the line of any problem."""
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SpaceError(f"{path}: cannot read the space file ({exc.strerror or exc})"
+                             ) from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpaceError(f"{path}: not valid TOML: {exc}") from None
+        lines = text.splitlines()
+
+        def where(name: str, key: str | None = None) -> str:
+            line = _find_line(lines, name, key)
+            return f"{path}, line {line}" if line else str(path)
+
+        dims = {}
+        for name, spec in data.items():
+            if name not in PARAMETERS:
+                raise SpaceError(f"{where(name)}: unknown parameter {name!r}; known: "
+                                 f"{', '.join(PARAMETERS)}")
+            if not isinstance(spec, dict):
+                spec = {"value": spec}
+            dims[name] = _dimension(name, spec, where)
+        return cls(dims, source=str(path))
+
+
+DEFAULTS = {
+    "lr": 0.1, "hidden": 512, "activation": "relu", "optimizer": "sgd", "momentum": 0.9,
+    "schedule": "constant", "batch_size": 100, "epochs": 20, "patience": None,
+    "l1": 0.0, "l2": 0.0, "l1_W1": 0.0, "l1_W2": 0.0, "l2_W1": 0.0, "l2_W2": 0.0, "dropout_in": 0.0,
+    "dropout_hidden": 0.0, "max_norm": None, "label_smoothing": 0.0,
+}
+
+
+def _find_line(lines: list[str], name: str, key: str | None) -> int | None:
+    """The line (from 1) of ``[name]`` or ``name = ...``, or of ``key`` inside it."""
+    header = re.compile(rf"^\s*\[\s*{re.escape(name)}\s*\]")
+    inline = re.compile(rf"^\s*{re.escape(name)}\s*=")
+    for i, line in enumerate(lines):
+        if inline.match(line):
+            return i + 1
+        if header.match(line):
+            if key is None:
+                return i + 1
+            for j in range(i + 1, len(lines)):
+                if lines[j].lstrip().startswith("["):
+                    break
+                if re.match(rf"^\s*{re.escape(key)}\s*=", lines[j]):
+                    return j + 1
+            return i + 1
+    return None
+
+
+def _dimension(name: str, spec: dict, where) -> Dimension:
+    kind = PARAMETERS[name][0]
+    unknown = set(spec) - _KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        raise SpaceError(f"{where(name, key)}: {name} has an unknown key {key!r}; expected "
+                         f"value, choices, or low and high with scale and zero")
+    forms = [k for k in ("value", "choices", "low") if k in spec]
+    if len(forms) != 1 or ("low" in spec) != ("high" in spec):
+        raise SpaceError(f"{where(name)}: {name} needs exactly one of value, choices, or "
+                         f"low and high")
+    if "value" in spec:
+        return Dimension(name, value=_typed(spec["value"], kind, name, where))
+    if "choices" in spec:
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise SpaceError(f"{where(name, 'choices')}: {name}.choices must be a non-empty "
+                             f"list")
+        return Dimension(name, choices=tuple(_typed(c, kind, name, where) for c in choices))
+    if kind is str:
+        raise SpaceError(f"{where(name)}: {name} is a name, not a number: give value or "
+                         f"choices")
+    low, high = (_typed(spec[k], kind, name, where) for k in ("low", "high"))
+    scale = spec.get("scale", "linear")
+    if scale not in ("linear", "log"):
+        raise SpaceError(f"{where(name, 'scale')}: {name}.scale must be 'linear' or 'log', "
+                         f"got {scale!r}")
+    if low > high:
+        raise SpaceError(f"{where(name, 'low')}: {name} has an inverted range: low {low} > "
+                         f"high {high}")
+    if scale == "log" and low <= 0:
+        raise SpaceError(f"{where(name, 'low')}: {name} is on a log scale, so low must be "
+                         f"> 0 (add zero = true to allow 0), got {low}")
+    zero = spec.get("zero", False)
+    if not isinstance(zero, bool):
+        raise SpaceError(f"{where(name, 'zero')}: {name}.zero must be true or false")
+    return Dimension(name, low=low, high=high, scale=scale, zero=zero)
+
+
+def _typed(value, kind, name, where):
+    if kind is str:
+        if not isinstance(value, str):
+            raise SpaceError(f"{where(name)}: {name} takes names, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpaceError(f"{where(name)}: {name} takes numbers, got {value!r}")
+    if kind is int and value != int(value):
+        raise SpaceError(f"{where(name)}: {name} takes integers, got {value!r}")
+    return kind(value)
+
+
+def default_space(dataset: str) -> Space:
+    """The space used when no file is given (documented in docs/sweep.md)."""
+    if dataset == "moons":
+        dims = {
+            "lr": Dimension("lr", low=0.005, high=0.5, scale="log"),
+            "hidden": Dimension("hidden", low=2, high=256, scale="log"),
+            "l2_W1": Dimension("l2_W1", low=1e-5, high=1e-1, scale="log", zero=True),
+            "l2_W2": Dimension("l2_W2", low=1e-5, high=1e-1, scale="log", zero=True),
+            "batch_size": Dimension("batch_size", choices=(10, 20, 50)),
+            "momentum": Dimension("momentum", low=0.0, high=0.95),
+            "epochs": Dimension("epochs", value=100),
+            "patience": Dimension("patience", value=20),
+        }
+    else:
+        dims = {
+            "lr": Dimension("lr", low=0.01, high=0.3, scale="log"),
+            "hidden": Dimension("hidden", choices=(256, 512, 1024)),
+            "l2_W1": Dimension("l2_W1", low=1e-6, high=1e-3, scale="log", zero=True),
+            "l2_W2": Dimension("l2_W2", low=1e-6, high=1e-3, scale="log", zero=True),
+            "batch_size": Dimension("batch_size", choices=(50, 100, 200)),
+            "momentum": Dimension("momentum", low=0.5, high=0.95),
+            "dropout_hidden": Dimension("dropout_hidden", low=0.0, high=0.5),
+            "epochs": Dimension("epochs", value=20),
+            "patience": Dimension("patience", value=5),
+            "schedule": Dimension("schedule", value="cosine"),
+        }
+    return Space(dims, source=f"the default space for {dataset}")
+
+
+def moons_capacity_space() -> tuple[Space, dict]:
+    """The assignment's capacity study as a grid: weight decay x hidden units x
+    early stopping (patience, or none)."""
+    grid = {"hidden": [2, 5, 20, 100], "l2": [0.0, 0.001, 0.01], "patience": [10, 1000]}
+    dims = {
+        "hidden": Dimension("hidden", choices=tuple(grid["hidden"])),
+        "l2": Dimension("l2", choices=tuple(grid["l2"])),
+        "patience": Dimension("patience", choices=tuple(grid["patience"])),
+        "lr": Dimension("lr", value=0.05),
+        "batch_size": Dimension("batch_size", value=20),
+        "epochs": Dimension("epochs", value=500),
+    }
+    return Space(dims, source="the moons-capacity preset"), grid
+
+
+# --------------------------------------------------------------------------
+# Storage, and the lock that shares out the trial budget
+# --------------------------------------------------------------------------
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise ImportError("handprop sweep needs Optuna: pip install 'handprop[sweep]'"
+                          ) from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def database_url(url: str) -> str:
+    """``postgresql://...`` with the psycopg (3) driver named, which the
+    ``[sweep]`` extra installs; SQLAlchemy's default driver varies by version."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def make_storage(url: str, *, heartbeat: int = 10):
+    """An Optuna storage from a URL: ``sqlite:///...``, ``postgresql://...``
+    (or any SQLAlchemy URL), or ``journal:PATH``. Database storages get a
+    heartbeat, and retry once a trial whose worker died."""
+    optuna = _optuna()
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    with _stable():
+        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9
+            retry = {"heartbeat_stale_trial_callback":
+                     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
+        else:
+            retry = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(
+                max_retry=1)}
+        return optuna.storages.RDBStorage(database_url(url), engine_kwargs=kwargs,
+                                          heartbeat_interval=heartbeat,
+                                          grace_period=3 * heartbeat, **retry)
+
+
+def _stable():
+    """Silence Optuna's ExperimentalWarning: heartbeats have been "experimental"
+    since Optuna 2.8, and a sweep should not print it in every worker."""
+    import warnings
+
+    optuna = _optuna()
+    catch = warnings.catch_warnings()
+
+    class _Context:
+        def __enter__(self):
+            catch.__enter__()
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+
+        def __exit__(self, *exc):
+            catch.__exit__(*exc)
+
+    return _Context()
+
+
+class BudgetLock:
+    """Mutual exclusion around claiming a trial slot, for every worker of a
+    study: a lock file beside a SQLite or journal file (it works across
+    processes, and across machines on a shared disk), or a PostgreSQL
+    advisory lock."""
+
+    def __init__(self, url: str, study_name: str) -> None:
+        self.url, self.study_name = database_url(url), study_name
+        self._release = None
+        if not self.url.startswith(("postgresql", "sqlite:///", "journal:")):
+            raise ValueError(f"storage {url!r}: handprop sweep shares a study through SQLite "
+                             f"(sqlite:///FILE), PostgreSQL (postgresql://...) or an Optuna "
+                             f"journal file (journal:FILE)")
+
+    def __enter__(self):
+        if self.url.startswith("postgresql"):
+            import sqlalchemy
+
+            engine = sqlalchemy.create_engine(database_url(self.url))
+            conn = engine.connect()
+            key = int.from_bytes(self.study_name.encode()[:8].ljust(8, b"\0"), "big") >> 1
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+
+            def release():
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.close()
+                engine.dispose()
+        else:
+            from optuna.storages.journal import JournalFileOpenLock
+
+            path = (self.url[len("journal:"):] if self.url.startswith("journal:")
+                    else self.url[len("sqlite:///"):])
+            lock = JournalFileOpenLock(f"{path}.{self.study_name}.budget-lock")
+            lock.acquire()
+            release = lock.release
+        self._release = release
+        return self
+
+    def __exit__(self, *exc):
+        self._release()
+
+
+def _claimed(study) -> int:
+    """Trials holding a slot: claimed, and not failed."""
+    optuna = _optuna()
+    states = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE,
+              optuna.trial.TrialState.PRUNED)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=states)
+               if t.user_attrs.get("slot"))
+
+
+# --------------------------------------------------------------------------
+# Trials and workers
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class SweepConfig:
+    dataset: str
+    trials: int
+    storage: str
+    study: str
+    out: str
+    space: Space
+    seed: int = 0
+    data_dir: str | None = None
+    heartbeat: int = 10
+    grid: dict | None = None
+
+
+def _fit_kwargs(p: dict) -> dict:
+    from .penalty import ElasticNet
+
+    return dict(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
+                momentum=p["momentum"] if p["optimizer"] == "sgd" else 0.0,
+                optimizer=p["optimizer"], schedule=p["schedule"], patience=p["patience"],
+                penalty=ElasticNet(p["l1"] + p["l1_W1"], p["l2"] + p["l2_W1"],
+                                   p["l1"] + p["l1_W2"], p["l2"] + p["l2_W2"]),
+                dropout=(p["dropout_in"], p["dropout_hidden"]), max_norm=p["max_norm"],
+                label_smoothing=p["label_smoothing"])
+
+
+def train_params(p: dict, data, seed: int, on_epoch=None):
+    """Train a net with the hyper-parameters ``p`` on ``data`` = (train, valid,
+    test), validating on valid; returns (net, history)."""
+    from .network import MLP
+    from .training import fit
+
+    (X, y), valid, _ = data
+    m = max(int(max(y.max(), valid[1].max())) + 1, 2)
+    net = MLP(X.shape[1], p["hidden"], m, activation=p["activation"], dtype="float32",
+              seed=seed)
+    history = fit(net, X, y, valid=valid, seed=seed, progress=False, on_epoch=on_epoch,
+                  **_fit_kwargs(p))
+    return net, history
+
+
+def _objective(config: SweepConfig, data, lock: BudgetLock):
+    optuna = _optuna()
+
+    def objective(trial):
+        params = config.space.suggest(trial)
+        with lock:
+            if _claimed(trial.study) >= config.trials:
+                # Two workers asked for a trial at once, and the last slot went to the
+                # other: this one ends unrun, marked, and counts for nothing.
+                trial.study.stop()
+                trial.set_user_attr("over_budget", True)
+                raise optuna.TrialPruned("not run: the study's trials were all taken")
+            trial.set_user_attr("slot", True)
+        trial.set_user_attr("params", params)
+        pruned = []
+
+        def report(record):
+            trial.report(record.valid_error, record.epoch)
+            if trial.should_prune():
+                pruned.append(record.epoch)
+                return True
+            return None
+
+        _, history = train_params(params, data, config.seed + trial.number, on_epoch=report)
+        trial.set_user_attr("epochs_run", len(history))
+        if pruned:
+            raise optuna.TrialPruned(f"pruned after epoch {pruned[0]}")
+        return float(np.nanmin(history.column("valid_error")))
+
+    return objective
+
+
+def _stop_when_full(trials: int):
+    def callback(study, trial):
+        if _claimed(study) >= trials:
+            study.stop()
+    return callback
+
+
+def work(config: SweepConfig) -> None:
+    """One worker: run trials until the study's N slots are all taken."""
+    optuna = _optuna()
+    from .datasets import load_dataset
+
+    data = load_dataset(config.dataset, data_dir=config.data_dir)
+    storage = make_storage(config.storage, heartbeat=config.heartbeat)
+    study = optuna.load_study(study_name=config.study, storage=storage,
+                              sampler=_sampler(config, seed=os.getpid()), pruner=_pruner(config))
+    if _claimed(study) >= config.trials:
+        return
+    lock = BudgetLock(config.storage, config.study)
+    study.optimize(_objective(config, data, lock), callbacks=[_stop_when_full(config.trials)])
+
+
+def _pruner(config: SweepConfig):
+    """A grid is there to be seen whole: no pruning. Otherwise a trial whose
+    validation error is worse than the median of the earlier trials at the
+    same epoch stops (after 5 trials and 5 epochs). Optuna does not store the
+    pruner with the study: every worker sets it."""
+    optuna = _optuna()
+    if config.grid is not None:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5)
+
+
+def _sampler(config: SweepConfig, seed: int):
+    optuna = _optuna()
+    if config.grid is not None:
+        return optuna.samplers.GridSampler(config.grid, seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _work_entry(config: SweepConfig) -> None:  # a subprocess's main
+    work(config)
+
+
+def run_sweep(config: SweepConfig, *, workers: int = 1, resume: bool = False) -> None:
+    """Create (or, with ``resume``, continue) the study and run ``workers``
+    local worker processes until it holds ``config.trials`` finished trials."""
+    optuna = _optuna()
+    BudgetLock(config.storage, config.study)  # refuses a storage it cannot lock
+    storage = make_storage(config.storage, heartbeat=config.heartbeat)
+    names = [s.study_name for s in optuna.study.get_all_study_summaries(storage)]
+    if config.study in names and not resume:
+        raise ValueError(f"study {config.study!r} already exists in {config.storage}; "
+                         f"continue it with --resume, or name a new one with --study")
+    if resume and config.study not in names:
+        raise ValueError(f"nothing to resume: no study {config.study!r} in {config.storage}")
+    if not resume:
+        optuna.create_study(study_name=config.study, storage=storage, direction="minimize",
+                            pruner=_pruner(config))
+    else:
+        # trials whose worker died, silent for longer than the grace period,
+        # are failed now (and retried), so that their slots are free again
+        with _stable():
+            optuna.storages.fail_stale_trials(optuna.load_study(study_name=config.study,
+                                                                storage=storage))
+    if workers == 1:
+        work(config)
+        return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_work_entry, args=(config,), name=f"handprop-sweep-{i}")
+             for i in range(workers)]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+    failed = [p.exitcode for p in procs if p.exitcode]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {workers} workers failed (exit codes "
+                           f"{failed}); the study is intact: continue it with --resume")
+
+
+# --------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------
+
+
+def summarize(config: SweepConfig, *, top: int = 10, out=sys.stdout) -> dict:
+    """Print the best trials, draw Optuna's plots, retrain the best trial on
+    train, save it, and report its test error (the only use of the test set)."""
+    optuna = _optuna()
+    from .datasets import load_dataset
+    from .plotting import save_figure
+    from .training import evaluate
+
+    storage = make_storage(config.storage, heartbeat=config.heartbeat)
+    study = optuna.load_study(study_name=config.study, storage=storage)
+    state = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == state.COMPLETE]
+    counts = {s.name.lower(): sum(t.state == s and not t.user_attrs.get("over_budget")
+                                  for t in trials) for s in state}
+    counts["not run (over the budget)"] = sum(bool(t.user_attrs.get("over_budget"))
+                                              for t in trials)
+    print(f"study {config.study!r} in {config.storage}: " + ", ".join(
+        f"{n} {k}" for k, n in counts.items() if n), file=out)
+    if not complete:
+        raise ValueError("no trial has completed yet: nothing to summarize")
+    ranked = sorted(complete, key=lambda t: t.value)
+    names = sorted({k for t in complete for k in t.params if not k.endswith("_is_zero")})
+    print(file=out)
+    print("| trial | valid error | epochs | " + " | ".join(names) + " |", file=out)
+    print("|---:|---:|---:|" + "---|" * len(names), file=out)
+    for t in ranked[:top]:
+        values = [_fmt(t.user_attrs.get("params", {}).get(k, t.params.get(k))) for k in names]
+        print(f"| {t.number} | {100 * t.value:.2f}% | {t.user_attrs.get('epochs_run', '')} | "
+              + " | ".join(values) + " |", file=out)
+    folder = Path(config.out)
+    figures = []
+    import matplotlib
+
+    matplotlib.use("Agg")  # Optuna draws with pyplot; never open a window
+    from optuna.visualization import matplotlib as ovm
+
+    with _quiet():
+        for name, plot in (("optimization_history", ovm.plot_optimization_history),
+                           ("param_importances", ovm.plot_param_importances)):
+            try:
+                ax = plot(study)
+            except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+                print(f"({name} not drawn: {exc})", file=out)
+                continue
+            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
+            save_figure(fig, folder / f"{name}.png")
+            figures.append(str(folder / f"{name}.png"))
+    best = ranked[0]
+    params = best.user_attrs["params"]
+    data = load_dataset(config.dataset, data_dir=config.data_dir)
+    net, history = train_params(params, data, seed=config.seed + best.number)
+    test_error, test_loss = evaluate(net, *data[2])
+    net.save(folder / "best_model.npz", history=history.to_dicts(), settings=params,
+             study=config.study, trial=best.number)
+    print(file=out)
+    again = float(np.nanmin(history.column("valid_error")))
+    print(f"best trial {best.number}: valid error {100 * best.value:.2f}%; retrained on train "
+          f"with its seed (valid error {100 * again:.2f}% again) and saved to "
+          f"{folder / 'best_model.npz'}", file=out)
+    print(f"test error of the best trial: {100 * test_error:.2f}% (average loss "
+          f"{test_loss:.4f}); the test set was used for this number only", file=out)
+    if figures:
+        print(f"wrote {', '.join(figures)}", file=out)
+    return {"best": best, "worst": ranked[-1], "data": data, "test_error": test_error}
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+class _quiet:
+    """Silence Optuna's experimental-feature warnings while plotting."""
+
+    def __enter__(self):
+        import warnings
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *exc):
+        self._catch.__exit__(*exc)
