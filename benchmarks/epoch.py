@@ -235,7 +235,7 @@ def main() -> None:
     info = {"machine": platform.machine(), "processor": _cpu_name(), "threads": args.threads,
             "peak_flops": peak, "versions": versions, "results": results}
     Path(args.out).write_text(json.dumps(info, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    print(f"wrote {os.path.relpath(args.out)}")
 
 
 def _cpu_name() -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -69,7 +70,7 @@ def main() -> None:
         "numpy": np.__version__, "handprop": handprop.__version__,
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    print(f"wrote {os.path.relpath(args.out)}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ the two fits taking turns, medians of five.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 import warnings
@@ -61,7 +62,7 @@ def main() -> None:
           f"numpy {np.__version__}")
     out = Path(__file__).parent / "results" / "sklearn_digits.json"
     out.write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {os.path.relpath(out)}")
 
 
 if __name__ == "__main__":

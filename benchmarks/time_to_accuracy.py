@@ -179,7 +179,7 @@ def main() -> None:
     Path(args.out).write_text(json.dumps({"target": TARGET, "recipe": RECIPE, "sklearn": SKLEARN,
                                           "threads": args.threads, "versions": versions,
                                           "summary": summary, "runs": runs}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    print(f"wrote {os.path.relpath(args.out)}")
 
 
 if __name__ == "__main__":

@@ -183,3 +183,38 @@ def test_bad_data_prints_one_line_and_exits_2(tmp_path, make_args, message):
     assert len(lines) == 1 and lines[0].startswith("handprop: error: "), r.stderr
     assert message in lines[0]
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+def test_a_progress_bar_on_a_terminal(tmp_path):
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    p = subprocess.Popen([sys.executable, "-m", "handprop", "train", "--epochs", "3",
+                          "--batch-size", "1", "--hidden", "16", "--out", str(tmp_path / "run")],
+                         stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            out += data
+        elif p.poll() is not None:
+            break
+    os.close(master)
+    assert p.wait(timeout=60) == 0
+    text = out.decode("utf-8", "replace")
+    assert "batch/s" in text and "%|" in text  # tqdm's bar
+    assert "finished 3 epochs" in text

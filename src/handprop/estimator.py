@@ -20,7 +20,9 @@ rest of handprop never imports it.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 import warnings
 
@@ -48,6 +50,24 @@ from .training import EpochRecord, History, _dropout_mask
 __all__ = ["MLPClassifier"]
 
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+
+
+def _one_thread_for_other_blas():
+    """Limit every BLAS but NumPy's to one thread (a context manager).
+
+    SciPy's wheels bring their own OpenBLAS, with its own pool of threads; when
+    L-BFGS-B's Fortran calls it between NumPy's products, the two pools spin
+    against each other on the same cores and the fit takes 2 to 4 times as
+    long. L-BFGS-B's own vector work gains nothing from threads.
+    """
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    others = [lib for lib in controller.lib_controllers
+              if lib.user_api == "blas" and f"{os.sep}numpy" not in lib.filepath]
+    if not others:
+        return contextlib.nullcontext()
+    return controller.select(filepath=[lib.filepath for lib in others]).limit(limits=1)
 
 
 def _stochastic(estimator) -> bool:
@@ -367,6 +387,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.loss_curve_ = []
         self.history_ = History()
         self._no_improvement_count = 0
+        self._best_params = None
         self._lr = float(self.learning_rate_init)
         if self.early_stopping:
             self.validation_scores_ = []
@@ -515,8 +536,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             print(f"{msg} Stopping.")
         return True
 
-    _best_params = None
-
     def _fit_lbfgs(self, X, yi, sw) -> None:
         from scipy.optimize import minimize
 
@@ -551,9 +570,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if self.verbose:
                 print(f"Iteration {len(losses)}, loss = {losses[-1]:.8f}")
 
-        result = minimize(fun, theta0, jac=True, method="L-BFGS-B", callback=iteration_ends,
-                          options={"maxfun": self.max_fun, "maxiter": self.max_iter,
-                                   "gtol": self.tol})
+        with _one_thread_for_other_blas():
+            result = minimize(fun, theta0, jac=True, method="L-BFGS-B", callback=iteration_ends,
+                              options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                       "gtol": self.tol})
         fun(result.x)
         if result.status != 0:
             warnings.warn(f"lbfgs failed to converge after {result.nit} iterations: "

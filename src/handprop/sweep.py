@@ -21,10 +21,12 @@ This module needs Optuna (``pip install 'handprop[sweep]'``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -307,23 +309,14 @@ def make_storage(url: str, *, heartbeat: int = 10):
                                           grace_period=3 * heartbeat, **retry)
 
 
+@contextlib.contextmanager
 def _stable():
     """Silence Optuna's ExperimentalWarning: heartbeats have been "experimental"
     since Optuna 2.8, and a sweep should not print it in every worker."""
-    import warnings
-
     optuna = _optuna()
-    catch = warnings.catch_warnings()
-
-    class _Context:
-        def __enter__(self):
-            catch.__enter__()
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-
-        def __exit__(self, *exc):
-            catch.__exit__(*exc)
-
-    return _Context()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 class BudgetLock:
@@ -585,7 +578,8 @@ def summarize(config: SweepConfig, *, top: int = 10, out=sys.stdout) -> dict:
     matplotlib.use("Agg")  # Optuna draws with pyplot; never open a window
     from optuna.visualization import matplotlib as ovm
 
-    with _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's plots are "experimental" too
         for name, plot in (("optimization_history", ovm.plot_optimization_history),
                            ("param_importances", ovm.plot_param_importances)):
             try:
@@ -619,17 +613,3 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.3g}"
     return str(v)
-
-
-class _quiet:
-    """Silence Optuna's experimental-feature warnings while plotting."""
-
-    def __enter__(self):
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("ignore")
-
-    def __exit__(self, *exc):
-        self._catch.__exit__(*exc)
