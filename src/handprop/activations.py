@@ -7,7 +7,8 @@ that functions whose derivative is cheapest from the output (sigmoid, tanh)
 need not recompute it. Every function takes an array of any shape and returns
 an array of the same shape and dtype; ``ACTIVATIONS[name](x, out=buf)``
 writes into ``buf`` instead of allocating, for the training loop, and
-:func:`backprop_inplace` multiplies a gradient by g' in place.
+:func:`backprop_inplace` multiplies a gradient by g' in place. They take
+NumPy arrays, or CuPy arrays on a GPU (see :mod:`handprop.backend`).
 
 Every function here is stable for any finite input in float32 and float64:
 no overflow, no warning, no nan. The two that naively call ``exp`` on a large
@@ -37,6 +38,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .backend import namespace
+
 __all__ = [
     "ACTIVATIONS",
     "DERIVATIVES",
@@ -58,15 +61,16 @@ __all__ = [
 
 def identity(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """g(x) = x."""
+    xp = namespace(x)
     if out is None:
-        return np.array(x, copy=True)
-    np.copyto(out, x)
+        return xp.array(x, copy=True)
+    xp.copyto(out, x)
     return out
 
 
 def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """rect(x) = max(0, x), the derivation's rectifier."""
-    return np.maximum(x, 0, out=out)
+    return namespace(x).maximum(x, 0, out=out)
 
 
 def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -77,29 +81,31 @@ def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     With e = exp(-|x|) <= 1: sigmoid(x) = 1 / (1 + e) for x >= 0 and
     e / (1 + e) for x < 0. Neither branch can overflow.
     """
-    x = np.asarray(x)
-    e = np.exp(-np.abs(x))
-    s = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    xp = namespace(x)
+    x = xp.asarray(x)
+    e = xp.exp(-xp.abs(x))
+    s = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
     if out is None:
         return s
-    np.copyto(out, s)
+    xp.copyto(out, s)
     return out
 
 
 def tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """tanh(x); numpy's is already stable for any finite x."""
-    return np.tanh(x, out=out)
+    return namespace(x).tanh(x, out=out)
 
 
 def softplus(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """softplus(x) = log(1 + exp(x)), computed as ``logaddexp(0, x)``."""
-    x = np.asarray(x)
-    return np.logaddexp(np.zeros((), dtype=x.dtype), x, out=out)
+    xp = namespace(x)
+    x = xp.asarray(x)
+    return xp.logaddexp(xp.zeros((), dtype=x.dtype), x, out=out)
 
 
 def abs_(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """abs(x) = |x|."""
-    return np.abs(x, out=out)
+    return namespace(x).abs(x, out=out)
 
 
 def sign(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -110,17 +116,18 @@ def sign(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     The reference writes sgn as 1_{R+} - 1_{R-}; with R+ and R- both holding
     0 that is 0 at 0 too, but the strict indicators say it unambiguously.
     """
-    return np.sign(x, out=out)
+    return namespace(x).sign(x, out=out)
 
 
 def _identity_prime(x: np.ndarray, gx: np.ndarray | None = None) -> np.ndarray:
-    return np.ones_like(x)
+    return namespace(x).ones_like(x)
 
 
 def _relu_prime(x: np.ndarray, gx: np.ndarray | None = None) -> np.ndarray:
     # rect'(x) = 1[x > 0]: an indicator, not h_a itself (the reference's 2.13
     # writes h_a; its final formula uses the indicator correctly).
-    return (np.asarray(x) > 0).astype(np.asarray(x).dtype)
+    x = namespace(x).asarray(x)
+    return (x > 0).astype(x.dtype)
 
 
 def _sigmoid_prime(x: np.ndarray, gx: np.ndarray | None = None) -> np.ndarray:
@@ -129,7 +136,7 @@ def _sigmoid_prime(x: np.ndarray, gx: np.ndarray | None = None) -> np.ndarray:
 
 
 def _tanh_prime(x: np.ndarray, gx: np.ndarray | None = None) -> np.ndarray:
-    t = np.tanh(x) if gx is None else gx
+    t = namespace(x).tanh(x) if gx is None else gx
     return 1 - t * t
 
 
@@ -140,11 +147,11 @@ def _softplus_prime(x: np.ndarray, gx: np.ndarray | None = None) -> np.ndarray:
 
 def _abs_prime(x: np.ndarray, gx: np.ndarray | None = None) -> np.ndarray:
     # abs'(0) is undefined; 0 is the subgradient that sign(0) = 0 gives.
-    return np.sign(x)
+    return namespace(x).sign(x)
 
 
 def _sign_prime(x: np.ndarray, gx: np.ndarray | None = None) -> np.ndarray:
-    return np.zeros_like(x)
+    return namespace(x).zeros_like(x)
 
 
 ActivationFn = Callable[[np.ndarray], np.ndarray]
@@ -190,7 +197,7 @@ def backprop_inplace(name: str, h_a: np.ndarray, h_s: np.ndarray, G: np.ndarray)
     h_a, h_s, G : arrays of one shape, (K, d_h); ``h_s = g(h_a)``
     """
     if name == "relu":
-        np.multiply(G, h_a > 0, out=G)  # one pass, no float mask
+        namespace(G).multiply(G, h_a > 0, out=G)  # one pass, no float mask
     elif name != "identity":
         G *= DERIVATIVES[name](h_a, h_s)
 
@@ -221,9 +228,10 @@ def logsumexp(o_a: np.ndarray) -> np.ndarray:
     -------
     array, shape (K,) or ()
     """
-    o_a = np.asarray(o_a)
+    xp = namespace(o_a)
+    o_a = xp.asarray(o_a)
     top = o_a.max(axis=-1, keepdims=True)
-    out = np.log(np.exp(o_a - top).sum(axis=-1, keepdims=True)) + top
+    out = xp.log(xp.exp(o_a - top).sum(axis=-1, keepdims=True)) + top
     return out[..., 0]
 
 
@@ -238,7 +246,7 @@ def log_softmax(o_a: np.ndarray) -> np.ndarray:
     -------
     array, the shape of ``o_a``
     """
-    o_a = np.asarray(o_a)
+    o_a = namespace(o_a).asarray(o_a)
     return o_a - logsumexp(o_a)[..., None]
 
 
@@ -260,8 +268,9 @@ def softmax(o_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     >>> softmax(np.array([1e4, 0.0, -1e4]))
     array([1., 0., 0.])
     """
-    o_a = np.asarray(o_a)
-    e = np.subtract(o_a, o_a.max(axis=-1, keepdims=True), out=out)
-    np.exp(e, out=e)
+    xp = namespace(o_a)
+    o_a = xp.asarray(o_a)
+    e = xp.subtract(o_a, o_a.max(axis=-1, keepdims=True), out=out)
+    xp.exp(e, out=e)
     e /= e.sum(axis=-1, keepdims=True)
     return e

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .backend import resolve_device
 
 EXIT_USAGE = 2
 
@@ -221,6 +222,7 @@ def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> int
         from .augment import Augmenter
 
         Augmenter(args.augment)  # a bad kind, or no SciPy, fails before any data is read
+    resolve_device(args.device)  # so does a GPU that cannot be used
     out = _writable_folder(args.out or f"runs/{_dataset_name(args.dataset)}")
     remove_stale_temporaries(out)
     train, valid, test = load_dataset(args.dataset, data_dir=args.data_dir)
@@ -248,6 +250,7 @@ def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> int
             progress=not args.no_progress, log=log_path,
             on_epoch=lambda r: tqdm.write(format_record(r)),
             checkpoint=out, resume=out if args.resume else None, force=args.force,
+            device=args.device,
         )
     except Diverged as exc:
         print(f"handprop: {exc}", file=sys.stderr)
@@ -633,6 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this many epochs without a better validation error, "
                    "keeping the best epoch")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="cpu (default), or cuda / cuda:N to train on an NVIDIA GPU (needs "
+                   "CuPy); a run may be resumed on another device")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="folder of the MNIST files")
     p.add_argument("--out", default=None, help="output folder (default runs/DATASET)")

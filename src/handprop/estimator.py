@@ -42,10 +42,11 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       "pip install 'handprop[sklearn]'") from exc
 
 from . import activations as act
+from .backend import namespace, resolve_device, to_numpy
 from .network import MLP, Workspace, backward, cross_entropy, forward
 from .optimizers import SGD, Adam
 from .penalty import ElasticNet
-from .training import EpochRecord, History, _dropout_mask
+from .training import EpochRecord, History, _Masks
 
 __all__ = ["MLPClassifier"]
 
@@ -105,6 +106,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Multiplies each example's weight (and sample_weight) by its class's.
     dropout : rate of the hidden layer, or (input rate, hidden rate); default 0
     dtype : "float32" (default) or "float64", the precision of training
+    device : "cpu" (default), or "cuda" / "cuda:N" to train on an NVIDIA GPU
+        with CuPy (sgd and adam; see :mod:`handprop.backend`). The fitted
+        estimator holds NumPy arrays only, whatever the device: it predicts
+        on the CPU and pickles anywhere.
 
     Attributes
     ----------
@@ -161,6 +166,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         class_weight=None,
         dropout=(0.0, 0.0),
         dtype="float32",
+        device="cpu",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -190,6 +196,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.dropout = dropout
         self.dtype = dtype
+        self.device = device
 
     # -- parameters -----------------------------------------------------------
 
@@ -254,6 +261,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.solver == "lbfgs" and any(self._rates()):
             raise ValueError("dropout needs a stochastic solver (sgd or adam): lbfgs minimizes "
                              "one deterministic loss")
+        if self.device != "cpu" and self.solver == "lbfgs":
+            raise ValueError(f"device={self.device!r} needs a stochastic solver (sgd or adam): "
+                             f"lbfgs runs SciPy's L-BFGS-B, on the CPU")
+        resolve_device(self.device)
 
     def _rates(self) -> tuple[float, float]:
         rates = self.dropout
@@ -436,68 +447,95 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                           "going to be clipped", stacklevel=3)
             K = n
         rate_in, rate_h = self._rates()
-        work = Workspace(net.d, net.d_h, net.m, K, net.dtype)
-        mask_in = np.empty((K, net.d), net.dtype) if rate_in else None
-        mask_h = np.empty((K, net.d_h), net.dtype) if rate_h else None
-        params = net.params
+        xp = resolve_device(self.device)
+        work = Workspace(net.d, net.d_h, net.m, K, net.dtype, xp)
+        masks = _Masks(self._rng, K, net, rate_in, rate_h, xp)
+        if xp is np:
+            params, X_dev, y_dev = net.params, X, yi
+        else:  # copied to the GPU once; the net's arrays receive the parameters after each epoch
+            params = {k: xp.asarray(v) for k, v in net.params.items()}
+            X_dev, y_dev = xp.asarray(X), xp.asarray(yi)
+            sw = None if sw is None else xp.asarray(sw)
+            self._optimizer.map_state(xp.asarray)
         epochs = 1 if one_epoch else self.max_iter
         n_batches = -(-n // K)
         bar = tqdm(total=epochs * n_batches, disable=None if self.verbose else True,
                    unit="batch", leave=False)
-        with bar, np.errstate(over="ignore", invalid="ignore"):
-            for _ in range(epochs):
-                start = time.perf_counter()
-                order = rng.permutation(n) if self.shuffle else np.arange(n)
-                total_loss = 0.0
-                wrong = 0
-                for b in range(n_batches):
-                    idx = order[b * K:(b + 1) * K]
-                    k = len(idx)
-                    Xb, yb = work.X[:k], work.y[:k]
-                    np.take(X, idx, axis=0, out=Xb)
-                    np.take(yi, idx, out=yb)
-                    wb = None if sw is None else sw[idx].astype(net.dtype)
-                    if rate_in:
-                        Xb *= _dropout_mask(self._rng, mask_in[:k], rate_in)
-                    mh = _dropout_mask(self._rng, mask_h[:k], rate_h) if rate_h else None
-                    penalty = self._penalty(k if wb is None else float(wb.sum()))
-                    cache = forward(params, Xb, net.activation, out=work.cache(k), mask_h=mh)
-                    loss = cross_entropy(cache.o_a, yb, sample_weight=wb)
-                    loss += penalty.value(params)
-                    total_loss += loss * k
-                    wrong += int(np.count_nonzero(cache.o_a.argmax(axis=1) != yb))
-                    grads = backward(params, cache, Xb, yb, net.activation, penalty,
-                                     scale=self._optimizer.grad_scale(self._lr), work=work,
-                                     mask_h=mh, sample_weight=wb)
-                    self._optimizer.step(params, grads, self._lr)
-                    bar.update()
-                if not math.isfinite(total_loss):
-                    raise ValueError(f"the training loss became {total_loss} in iteration "
-                                     f"{self.n_iter_ + 1}: lower learning_rate_init")
-                self.n_iter_ += 1
-                self.t_ += n
-                self.loss_ = total_loss / n
-                self.loss_curve_.append(self.loss_)
-                valid_error = valid_loss = math.nan
-                if self.verbose:
-                    tqdm.write(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-                stop = self._update_no_improvement(X_val, y_val, sw_val)
-                if self.early_stopping:
-                    valid_error = 1 - self.validation_scores_[-1]
-                    valid_loss = self.validation_loss_curve_[-1]
-                self.history_.append(EpochRecord(
-                    self.n_iter_, wrong / n, self.loss_, valid_error, valid_loss, math.nan,
-                    math.nan, self._lr, time.perf_counter() - start))
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    self._lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
-                if stop or one_epoch:
-                    break
-                if self.n_iter_ == self.max_iter and not one_epoch:
-                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter})"
-                                  f" reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning, stacklevel=4)
+        try:
+            with bar, np.errstate(over="ignore", invalid="ignore"):
+                self._epochs(epochs, n, K, X_dev, y_dev, sw, X_val, y_val, sw_val, params,
+                             work, masks, bar, one_epoch)
+        finally:  # the fitted estimator holds NumPy arrays only
+            self._optimizer.map_state(to_numpy)
         if self.early_stopping and self._best_params is not None:
             net.params = self._best_params
+
+    def _epochs(self, epochs, n, K, X, yi, sw, X_val, y_val, sw_val, params, work, masks, bar,
+                one_epoch) -> None:
+        """The epochs of a stochastic fit; X, yi, sw, params and work live on
+        the fit's device, the rest on the CPU."""
+        from tqdm.auto import tqdm
+
+        net = self._net
+        rng = self._random_state
+        xp = namespace(X)
+        rate_in, rate_h = masks.rate_in, masks.rate_h
+        n_batches = -(-n // K)
+        for _ in range(epochs):
+            start = time.perf_counter()
+            order = rng.permutation(n) if self.shuffle else np.arange(n)
+            order = xp.asarray(order)
+            total_loss = 0.0
+            wrong = 0
+            for b in range(n_batches):
+                idx = order[b * K:(b + 1) * K]
+                k = len(idx)
+                Xb, yb = work.X[:k], work.y[:k]
+                xp.take(X, idx, axis=0, out=Xb)
+                xp.take(yi, idx, out=yb)
+                wb = None if sw is None else sw[idx].astype(net.dtype)
+                if rate_in:
+                    Xb *= masks.inputs(k)
+                mh = masks.hidden(k) if rate_h else None
+                penalty = self._penalty(k if wb is None else float(wb.sum()))
+                cache = forward(params, Xb, net.activation, out=work.cache(k), mask_h=mh)
+                loss = cross_entropy(cache.o_a, yb, sample_weight=wb)
+                loss += penalty.value(params)
+                total_loss += loss * k
+                wrong += int(xp.count_nonzero(cache.o_a.argmax(axis=1) != yb))
+                grads = backward(params, cache, Xb, yb, net.activation, penalty,
+                                 scale=self._optimizer.grad_scale(self._lr), work=work,
+                                 mask_h=mh, sample_weight=wb)
+                self._optimizer.step(params, grads, self._lr)
+                bar.update()
+            if xp is not np:
+                for name, v in params.items():
+                    net.params[name][...] = v.get()
+            if not math.isfinite(total_loss):
+                raise ValueError(f"the training loss became {total_loss} in iteration "
+                                 f"{self.n_iter_ + 1}: lower learning_rate_init")
+            self.n_iter_ += 1
+            self.t_ += n
+            self.loss_ = total_loss / n
+            self.loss_curve_.append(self.loss_)
+            valid_error = valid_loss = math.nan
+            if self.verbose:
+                tqdm.write(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+            stop = self._update_no_improvement(X_val, y_val, sw_val)
+            if self.early_stopping:
+                valid_error = 1 - self.validation_scores_[-1]
+                valid_loss = self.validation_loss_curve_[-1]
+            self.history_.append(EpochRecord(
+                self.n_iter_, wrong / n, self.loss_, valid_error, valid_loss, math.nan,
+                math.nan, self._lr, time.perf_counter() - start))
+            if self.solver == "sgd" and self.learning_rate == "invscaling":
+                self._lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
+            if stop or one_epoch:
+                break
+            if self.n_iter_ == self.max_iter and not one_epoch:
+                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter})"
+                              f" reached and the optimization hasn't converged yet.",
+                              ConvergenceWarning, stacklevel=5)
 
     def _update_no_improvement(self, X_val, y_val, sw_val) -> bool:
         """scikit-learn's stopping rule; True when training should stop."""

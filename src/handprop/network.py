@@ -43,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import activations as act
+from .backend import namespace
 from .files import read_archive, write_archive
 from .penalty import ElasticNet
 
@@ -75,7 +76,9 @@ class Cache(NamedTuple):
 
 # --------------------------------------------------------------------------
 # The two functions that hold the math. MLP, training, the estimator and the
-# gradient checker all call these.
+# gradient checker all call these. They take NumPy arrays, or CuPy arrays on a
+# GPU (all of one kind), and compute with the module ``xp`` of their input:
+# the same lines run on either (see handprop.backend).
 # --------------------------------------------------------------------------
 
 
@@ -104,13 +107,14 @@ def forward(
     -------
     Cache of h_a (K, d_h), h_s (K, d_h), o_a (K, m), o_s (K, m), h_d (K, d_h)
     """
+    xp = namespace(X)
     buf = out if out is not None else Cache(None, None, None, None, None)
     # X W1^T: matmul hands the transposed view to BLAS as a flag, no copy.
-    h_a = np.matmul(X, params["W1"].T, out=buf.h_a)
+    h_a = xp.matmul(X, params["W1"].T, out=buf.h_a)
     h_a += params["b1"]
     h_s = act.ACTIVATIONS[activation](h_a, out=buf.h_s)
-    h_d = h_s if mask_h is None else np.multiply(h_s, mask_h, out=buf.h_d)
-    o_a = np.matmul(h_d, params["W2"].T, out=buf.o_a)
+    h_d = h_s if mask_h is None else xp.multiply(h_s, mask_h, out=buf.h_d)
+    o_a = xp.matmul(h_d, params["W2"].T, out=buf.o_a)
     o_a += params["b2"]
     return Cache(h_a, h_s, o_a, act.softmax(o_a, out=buf.o_s), h_d)
 
@@ -146,14 +150,15 @@ def cross_entropy(
     With a smoothed target t, the loss -sum_j t_j log o_s[j] is
     logsumexp(o_a) - sum_j t_j o_a[j], as sum_j t_j = 1.
     """
+    xp = namespace(o_a)
     K = o_a.shape[0]
-    picked = o_a[np.arange(K), y]
+    picked = o_a[xp.arange(K), y]
     if label_smoothing:
         picked = (1 - label_smoothing) * picked + label_smoothing * o_a.mean(axis=1)
     losses = act.logsumexp(o_a) - picked
     if sample_weight is None:
-        return float(np.mean(losses))
-    return float(np.dot(losses, sample_weight) / sample_weight.sum())
+        return float(xp.mean(losses))
+    return float(xp.dot(losses, sample_weight) / sample_weight.sum())
 
 
 def backward(
@@ -193,8 +198,9 @@ def backward(
     dict with "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,); the
     arrays of ``work.grads`` when ``work`` is given
     """
+    xp = namespace(X)
     K = X.shape[0]
-    rows = np.arange(K)
+    rows = xp.arange(K)
     # Softmax with cross-entropy is a canonical link: the log-sum-exp's
     # gradient is o_s, and -o_a[y]'s is -onehot(y), so the output delta is
     # simply o_s - onehot(y) (o_s - t for a smoothed target t), with no
@@ -203,7 +209,7 @@ def backward(
         G_oa = cache.o_s.copy()
     else:
         G_oa = work.G_oa[:K]
-        np.copyto(G_oa, cache.o_s)
+        xp.copyto(G_oa, cache.o_s)
     if label_smoothing:
         G_oa -= label_smoothing / G_oa.shape[1]
         G_oa[rows, y] -= 1 - label_smoothing
@@ -218,14 +224,14 @@ def backward(
     grads = work.grads if work is not None else {}
     # G_hs = G_oa W2 (through the dropout mask), then G_ha = G_hs * g'(H_a),
     # all in the same array
-    G_ha = np.matmul(G_oa, params["W2"], out=None if work is None else work.G_hs[:K])
+    G_ha = xp.matmul(G_oa, params["W2"], out=None if work is None else work.G_hs[:K])
     if mask_h is not None:
         G_ha *= mask_h
     act.backprop_inplace(activation, cache.h_a, cache.h_s, G_ha)
-    grads["W1"] = np.matmul(G_ha.T, X, out=grads.get("W1"))
-    grads["b1"] = np.sum(G_ha, axis=0, out=grads.get("b1"))
-    grads["W2"] = np.matmul(G_oa.T, h_d, out=grads.get("W2"))
-    grads["b2"] = np.sum(G_oa, axis=0, out=grads.get("b2"))
+    grads["W1"] = xp.matmul(G_ha.T, X, out=grads.get("W1"))
+    grads["b1"] = xp.sum(G_ha, axis=0, out=grads.get("b1"))
+    grads["W2"] = xp.matmul(G_oa.T, h_d, out=grads.get("W2"))
+    grads["b2"] = xp.sum(G_oa, axis=0, out=grads.get("b2"))
     if penalty is not None and not penalty.is_zero:
         for weight in ("W1", "W2"):
             penalty.add_grad(weight, params[weight], grads[weight], scale=scale,
@@ -241,6 +247,7 @@ class Workspace:
     d, d_h, m : the net's sizes
     K : the largest minibatch; smaller ones use leading slices
     dtype : the net's dtype
+    xp : the array module that allocates them: NumPy, or CuPy for a GPU
 
     Attributes
     ----------
@@ -250,8 +257,8 @@ class Workspace:
     scratch : "W1" (d_h, d), "W2" (m, d_h), for the penalty's gradient
     """
 
-    def __init__(self, d: int, d_h: int, m: int, K: int, dtype) -> None:
-        e = np.empty
+    def __init__(self, d: int, d_h: int, m: int, K: int, dtype, xp=np) -> None:
+        e = xp.empty
         self.X = e((K, d), dtype)
         self.y = e(K, np.int64)
         self.h_a, self.h_s, self.G_hs = e((K, d_h), dtype), e((K, d_h), dtype), e((K, d_h), dtype)
@@ -262,11 +269,12 @@ class Workspace:
         self._scratch: dict[str, np.ndarray] | None = None
         self._shapes = {"W1": (d_h, d), "W2": (m, d_h)}
         self._dtype = dtype
+        self._xp = xp
 
     @property
     def scratch(self) -> dict[str, np.ndarray]:
         if self._scratch is None:  # only a penalized fit needs it
-            self._scratch = {k: np.empty(v, self._dtype) for k, v in self._shapes.items()}
+            self._scratch = {k: self._xp.empty(v, self._dtype) for k, v in self._shapes.items()}
         return self._scratch
 
     def cache(self, k: int) -> Cache:

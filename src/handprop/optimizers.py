@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import namespace
+
 __all__ = ["SGD", "Adam", "make_optimizer", "max_norm_", "OPTIMIZERS"]
 
 
@@ -68,16 +70,17 @@ class SGD:
             if mu == 0:
                 p -= step
                 continue
+            xp = namespace(p)
             v = self.velocity.get(name)
             if v is None:
-                v = self.velocity[name] = np.zeros_like(p)
+                v = self.velocity[name] = xp.zeros_like(p)
             v *= mu
             v -= step  # v = mu v - lr g
             if self.nesterov:
                 scratch = self._scratch.get(name)
                 if scratch is None:
-                    scratch = self._scratch[name] = np.empty_like(p)
-                np.multiply(v, mu, out=scratch)
+                    scratch = self._scratch[name] = xp.empty_like(p)
+                xp.multiply(v, mu, out=scratch)
                 scratch -= step
                 p += scratch  # p += mu v - lr g
             else:
@@ -86,6 +89,12 @@ class SGD:
     def state(self) -> dict[str, np.ndarray]:
         """The arrays to checkpoint, by name."""
         return {f"velocity_{k}": v for k, v in self.velocity.items()}
+
+    def map_state(self, move) -> None:
+        """Replace every state array a by ``move(a)``: moves the state between
+        the CPU and a GPU (see :mod:`handprop.backend`)."""
+        self.velocity = {k: move(v) for k, v in self.velocity.items()}
+        self._scratch = {k: move(v) for k, v in self._scratch.items()}
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.velocity = {k[len("velocity_"):]: v.copy() for k, v in arrays.items()
@@ -143,21 +152,22 @@ class Adam:
         lr_t = lr * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
         for name, p in params.items():
             g = grads[name]
+            xp = namespace(p)
             if name not in self.m:
-                self.m[name] = np.zeros_like(p)
-                self.v[name] = np.zeros_like(p)
-                self._scratch[name] = np.empty_like(p)
+                self.m[name] = xp.zeros_like(p)
+                self.v[name] = xp.zeros_like(p)
+                self._scratch[name] = xp.empty_like(p)
             m, v, s = self.m[name], self.v[name], self._scratch[name]
             m *= b1
-            np.multiply(g, 1 - b1, out=s)
+            xp.multiply(g, 1 - b1, out=s)
             m += s
             v *= b2
-            np.square(g, out=s)
+            xp.square(g, out=s)
             s *= 1 - b2
             v += s
-            np.sqrt(v, out=s)
+            xp.sqrt(v, out=s)
             s += self.epsilon
-            np.divide(m, s, out=s)
+            xp.divide(m, s, out=s)
             s *= lr_t
             p -= s
 
@@ -174,6 +184,13 @@ class Adam:
         self.v = {k[2:]: a.copy() for k, a in arrays.items() if k.startswith("v_")}
         self._scratch = {k: np.empty_like(a) for k, a in self.m.items()}
 
+    def map_state(self, move) -> None:
+        """Replace every state array a by ``move(a)``: moves the state between
+        the CPU and a GPU (see :mod:`handprop.backend`)."""
+        for moments in (self.m, self.v, self._scratch):
+            for k, a in moments.items():
+                moments[k] = move(a)
+
     def config(self) -> dict:
         return {"optimizer": self.name, "beta1": self.beta1, "beta2": self.beta2,
                 "epsilon": self.epsilon}
@@ -186,7 +203,8 @@ def max_norm_(W: np.ndarray, c: float) -> None:
     into each hidden unit (the rows of W1): it bounds them without shrinking
     the others, which lets dropout nets use large learning rates.
     """
-    norms = np.sqrt(np.einsum("ij,ij->i", W, W))
+    xp = namespace(W)
+    norms = xp.sqrt(xp.einsum("ij,ij->i", W, W))
     over = norms > c
     if over.any():
         W[over] *= (c / norms[over])[:, None].astype(W.dtype)

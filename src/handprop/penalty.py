@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backend import namespace
+
 __all__ = ["ElasticNet"]
 
 _WEIGHTS = ("W1", "W2")
@@ -82,10 +84,11 @@ class ElasticNet:
         for weight in _WEIGHTS:
             l1, l2 = self.lambdas(weight)
             W = params[weight]
+            xp = namespace(W)
             if l1:
-                total += l1 * float(np.abs(W).sum())
+                total += l1 * float(xp.abs(W).sum())
             if l2:
-                total += l2 * float(np.vdot(W, W))
+                total += l2 * float(xp.vdot(W, W))
         return total
 
     def grad(self, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -105,13 +108,14 @@ class ElasticNet:
         ``scratch``, an array of W's shape, spares the temporaries.
         """
         l1, l2 = self.lambdas(weight)
+        xp = namespace(W)
         if scratch is None:
-            scratch = np.empty_like(W)
+            scratch = xp.empty_like(W)
         if l2:
-            np.multiply(W, 2 * l2 * scale, out=scratch)
+            xp.multiply(W, 2 * l2 * scale, out=scratch)
             out += scratch
         if l1:
-            np.sign(W, out=scratch)
+            xp.sign(W, out=scratch)
             scratch *= l1 * scale
             out += scratch
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
+from .backend import namespace, resolve_device, to_numpy
 from .checkpoint import AppendLog
 from .files import write_text
 from .network import MLP, Workspace, backward, cross_entropy, forward
@@ -148,18 +149,21 @@ def evaluate(net: MLP, X, y, *, chunk: int = 2048) -> tuple[float, float]:
     """
     X = net.check_X(X)
     y = net.check_y(y, X.shape[0])
-    return _evaluate(net, X, y, Workspace(net.d, net.d_h, net.m, min(chunk, len(X)), net.dtype))
+    work = Workspace(net.d, net.d_h, net.m, min(chunk, len(X)), net.dtype)
+    return _evaluate(net.params, net.activation, X, y, work)
 
 
-def _evaluate(net: MLP, X: np.ndarray, y: np.ndarray, work: Workspace) -> tuple[float, float]:
-    """:func:`evaluate` on checked arrays, with the given buffers."""
+def _evaluate(params: dict, activation: str, X, y, work: Workspace) -> tuple[float, float]:
+    """:func:`evaluate` on checked arrays (NumPy or CuPy, as ``params``), with
+    the given buffers."""
+    xp = namespace(X)
     chunk = work.X.shape[0]
     wrong = 0
     total = 0.0
     for start in range(0, len(X), chunk):
         Xc, yc = X[start:start + chunk], y[start:start + chunk]
-        o_a = forward(net.params, Xc, net.activation, out=work.cache(len(Xc))).o_a
-        wrong += int(np.count_nonzero(o_a.argmax(axis=1) != yc))
+        o_a = forward(params, Xc, activation, out=work.cache(len(Xc))).o_a
+        wrong += int(xp.count_nonzero(o_a.argmax(axis=1) != yc))
         total += cross_entropy(o_a, yc) * len(Xc)
     return wrong / len(X), total / len(X)
 
@@ -214,6 +218,7 @@ def fit(
     label_smoothing: float = 0.0,
     augment=None,
     sample_weight=None,
+    device: str = "cpu",
 ) -> History:
     """Train ``net`` in place by minibatch gradient descent.
 
@@ -257,6 +262,13 @@ def fit(
         generator seeded by (seed, epoch, minibatch), so that runs (and
         resumed runs) are reproducible.
     sample_weight : optional (n,) weights >= 0 of the training examples
+    device : "cpu", or "cuda" / "cuda:N" to train on an NVIDIA GPU with CuPy
+        (see :mod:`handprop.backend`). The data and the parameters are copied
+        to the GPU once; the same forward and backward code runs there, and
+        the net's NumPy arrays receive the parameters after every epoch. The
+        shuffling, the dropout masks and the distortions are drawn on the
+        CPU, as they are for device="cpu", so a GPU run follows the same
+        path and differs only by float round-off.
 
     Returns
     -------
@@ -279,6 +291,7 @@ def fit(
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a handprop.MLP, got {type(net).__name__}")
+    xp = resolve_device(device)
     X = net.check_X(X)
     y = net.check_y(y, X.shape[0])
     valid = _check_split(net, valid, "valid")
@@ -343,20 +356,42 @@ def fit(
 
     n = X.shape[0]
     n_batches = -(-n // batch_size)
-    params = net.params
-    work = Workspace(net.d, net.d_h, net.m, min(batch_size, n), net.dtype)
-    eval_work = Workspace(net.d, net.d_h, net.m, 2048, net.dtype) if (valid or test) else None
-    snapshot = {k: v.copy() for k, v in params.items()}  # end of the last good epoch
+    on_gpu = xp is not np
+    if on_gpu:  # the data and the parameters, copied to the GPU once
+        params = {k: xp.asarray(v) for k, v in net.params.items()}
+        run.optimizer.map_state(xp.asarray)
+        X_dev, y_dev = xp.asarray(X), xp.asarray(y)
+        valid_dev = tuple(xp.asarray(a) for a in valid) if valid else None
+        test_dev = tuple(xp.asarray(a) for a in test) if test else None
+        weights = None if sample_weight is None else xp.asarray(sample_weight)
+        # the net's own arrays hold the end of the last good epoch
+        snapshot = net.params
+    else:
+        params = net.params
+        X_dev, y_dev, valid_dev, test_dev, weights = X, y, valid, test, sample_weight
+        snapshot = {k: v.copy() for k, v in params.items()}  # end of the last good epoch
+
+    def to_net():
+        """Copy the parameters back from the GPU into the net's arrays."""
+        if on_gpu:
+            for k, v in params.items():
+                net.params[k][...] = v.get()
+
+    def rollback():
+        """Return the net to the end of the last good epoch (on a GPU, the
+        net's arrays already hold it)."""
+        if not on_gpu:
+            _restore(params, snapshot)
+
+    work = Workspace(net.d, net.d_h, net.m, min(batch_size, n), net.dtype, xp)
+    eval_work = Workspace(net.d, net.d_h, net.m, 2048, net.dtype, xp) if (valid or test) else None
     done = run.epoch * n_batches + (run.in_epoch["batch"] if run.in_epoch else 0)
     bar = tqdm(total=epochs * n_batches, initial=done, disable=None if progress else True,
                unit="batch", leave=False, dynamic_ncols=True)
     # Overflow is not warned about: a loss that overflows is caught below and
     # reported as divergence, with a message that says what to do.
-    if rate_in:
-        work.mask_in = np.empty((work.X.shape[0], net.d), net.dtype)
-    if rate_h:
-        work.mask_h = np.empty((work.X.shape[0], net.d_h), net.dtype)
-    batches = _Batches(X, y, work, augmenter, seed)
+    masks = _Masks(run.rng, work.X.shape[0], net, rate_in, rate_h, xp)
+    batches = _Batches(X_dev, y_dev, work, augmenter, seed, host_X=X)
     with bar, batches, np.errstate(over="ignore", invalid="ignore"), \
             ckpt.SignalGuard() as guard:
         for epoch in range(run.epoch + 1, epochs + 1):
@@ -374,22 +409,20 @@ def fit(
                 if sched.per_batch:
                     rate = sched.rate(epoch + b / n_batches)
                     scale = opt.grad_scale(rate)
-                idx = order[b * batch_size:(b + 1) * batch_size]
+                Xb, yb, idx = batches.get(b)
                 k = len(idx)
-                Xb, yb = batches.get(b)
                 if rate_in:
-                    Xb = np.multiply(Xb, _dropout_mask(run.rng, work.mask_in[:k], rate_in),
-                                     out=work.X[:k])
-                mask_h = _dropout_mask(run.rng, work.mask_h[:k], rate_h) if rate_h else None
-                wb = None if sample_weight is None else sample_weight[idx]
+                    Xb = xp.multiply(Xb, masks.inputs(k), out=work.X[:k])
+                mask_h = masks.hidden(k) if rate_h else None
+                wb = None if weights is None else weights[idx]
                 cache = forward(params, Xb, net.activation, out=work.cache(k), mask_h=mask_h)
                 batch_loss = cross_entropy(cache.o_a, yb, sample_weight=wb,
                                            label_smoothing=smoothing)
                 if not math.isfinite(batch_loss):
-                    _restore(params, snapshot)
+                    rollback()
                     raise run.diverged(f"the loss became {batch_loss} at epoch {epoch}, "
                                        f"minibatch {b + 1} of {n_batches} (lr = {rate:g})")
-                part["wrong"] += int(np.count_nonzero(cache.o_a.argmax(axis=1) != yb))
+                part["wrong"] += int(xp.count_nonzero(cache.o_a.argmax(axis=1) != yb))
                 part["loss_sum"] += batch_loss * k
                 grads = backward(params, cache, Xb, yb, net.activation, penalty, scale=scale,
                                  work=work, mask_h=mask_h, sample_weight=wb,
@@ -401,15 +434,21 @@ def fit(
                 bar.update()
                 if guard.signum is not None and b + 1 < n_batches:
                     part["seconds"] = time.perf_counter() - start_time
+                    to_net()
                     raise run.interrupted(guard.signum, epoch, b + 1, n_batches, checkpoint)
-            if not all(np.all(np.isfinite(p)) for p in params.values()):
-                _restore(params, snapshot)
+            if not all(bool(xp.all(xp.isfinite(p))) for p in params.values()):
+                rollback()
                 raise run.diverged(f"the parameters became infinite in epoch {epoch} "
                                    f"(lr = {rate:g})")
-            for k, v in params.items():
-                snapshot[k][...] = v
-            v_err, v_loss = _evaluate(net, *valid, eval_work) if valid else (math.nan, math.nan)
-            t_err, t_loss = _evaluate(net, *test, eval_work) if test else (math.nan, math.nan)
+            if on_gpu:
+                to_net()
+            else:
+                for k, v in params.items():
+                    snapshot[k][...] = v
+            v_err, v_loss = (_evaluate(params, net.activation, *valid_dev, eval_work) if valid
+                             else (math.nan, math.nan))
+            t_err, t_loss = (_evaluate(params, net.activation, *test_dev, eval_work) if test
+                             else (math.nan, math.nan))
             record = EpochRecord(epoch, part["wrong"] / n, part["loss_sum"] / n, v_err, v_loss,
                                  t_err, t_loss, part["first_rate"],
                                  time.perf_counter() - start_time)
@@ -441,6 +480,34 @@ def _dropout_mask(rng: np.random.Generator, out: np.ndarray, rate: float) -> np.
     return out
 
 
+class _Masks:
+    """The dropout masks of each minibatch, drawn from the run's generator.
+
+    They are drawn on the CPU, into buffers allocated once, whatever the
+    device: a GPU run then uses the very masks of a CPU run (and a resumed
+    run those of an uninterrupted one); on a GPU each mask is then copied
+    over, K x d_h numbers per minibatch.
+    """
+
+    def __init__(self, rng: np.random.Generator, K: int, net: MLP, rate_in: float,
+                 rate_h: float, xp) -> None:
+        self.rng, self.rate_in, self.rate_h, self.xp = rng, rate_in, rate_h, xp
+        self.host_in = np.empty((K, net.d), net.dtype) if rate_in else None
+        self.host_h = np.empty((K, net.d_h), net.dtype) if rate_h else None
+
+    def _draw(self, host: np.ndarray, rate: float):
+        mask = _dropout_mask(self.rng, host, rate)
+        return mask if self.xp is np else self.xp.asarray(mask)
+
+    def inputs(self, k: int):
+        """The (k, d) mask of the inputs."""
+        return self._draw(self.host_in[:k], self.rate_in)
+
+    def hidden(self, k: int):
+        """The (k, d_h) mask of the hidden units."""
+        return self._draw(self.host_h[:k], self.rate_h)
+
+
 def _augmenter(augment, d: int):
     from .augment import Augmenter
 
@@ -459,15 +526,20 @@ def _augmenter(augment, d: int):
 class _Batches:
     """The minibatches of an epoch, gathered (and distorted) into buffers.
 
-    Without augmentation each minibatch is one ``np.take`` into the
-    workspace. With it, a background thread prepares minibatch b + 1 (gather
-    and distortion, which NumPy and SciPy run without holding the GIL) while
+    Without augmentation each minibatch is one ``take`` into the workspace.
+    With it, a background thread prepares minibatch b + 1 (gather and
+    distortion, which NumPy and SciPy run without holding the GIL) while
     minibatch b trains; each is distorted with a generator seeded by
     (seed, epoch, b), so the result does not depend on the timing.
+
+    X (n, d) and y (n,) live where the workspace does (NumPy or CuPy
+    arrays); ``host_X`` is X in NumPy, which the distortions read.
     """
 
-    def __init__(self, X, y, work: Workspace, augment, seed: int):
+    def __init__(self, X, y, work: Workspace, augment, seed: int, host_X=None):
         self.X, self.y, self.work, self.augment, self.seed = X, y, work, augment, seed
+        self.host_X = X if host_X is None else host_X
+        self.xp = namespace(X)
         self.pool = None
         self.pending = {}
 
@@ -484,6 +556,7 @@ class _Batches:
 
     def start(self, epoch: int, order: np.ndarray, batch_size: int, first: int) -> None:
         self.epoch, self.order, self.batch_size = epoch, order, batch_size
+        self.order_dev = order if self.xp is np else self.xp.asarray(order)
         self.pending = {}
         if self.pool is not None:
             self._submit(first)
@@ -494,30 +567,33 @@ class _Batches:
     def _make(self, b: int):
         idx = self._indices(b)
         rng = np.random.default_rng([self.seed, self.epoch, b])
-        Xb = np.asarray(self.augment(self.X[idx], rng), dtype=self.X.dtype)
-        if Xb.shape != (len(idx), self.X.shape[1]):
+        X = self.host_X
+        Xb = np.asarray(self.augment(X[idx], rng), dtype=X.dtype)
+        if Xb.shape != (len(idx), X.shape[1]):
             raise ValueError(f"augment returned shape {Xb.shape}, expected "
-                             f"{(len(idx), self.X.shape[1])}")
+                             f"{(len(idx), X.shape[1])}")
         return Xb
 
     def _submit(self, b: int) -> None:
         if b * self.batch_size < len(self.order) and b not in self.pending:
             self.pending[b] = self.pool.submit(self._make, b)
 
-    def get(self, b: int) -> tuple[np.ndarray, np.ndarray]:
-        """Minibatch b: (X (k, d), y (k,)) in the workspace's buffers."""
-        idx = self._indices(b)
+    def get(self, b: int):
+        """Minibatch b: X (k, d) and y (k,) in the workspace's buffers, and
+        the (k,) indices of its examples, all where the workspace lives."""
+        xp = self.xp
+        idx = self.order_dev[b * self.batch_size:(b + 1) * self.batch_size]
         k = len(idx)
         Xb, yb = self.work.X[:k], self.work.y[:k]
-        np.take(self.y, idx, out=yb)
+        xp.take(self.y, idx, out=yb)
         if self.pool is None:
-            np.take(self.X, idx, axis=0, out=Xb)  # one contiguous gather
-            return Xb, yb
+            xp.take(self.X, idx, axis=0, out=Xb)  # one contiguous gather
+            return Xb, yb, idx
         self._submit(b)
         ready = self.pending.pop(b).result()
         self._submit(b + 1)
-        np.copyto(Xb, ready)
-        return Xb, yb
+        xp.copyto(Xb, xp.asarray(ready))
+        return Xb, yb, idx
 
 
 def _restore(params: dict[str, np.ndarray], source: dict[str, np.ndarray]) -> None:
@@ -592,7 +668,7 @@ class _Run:
         from . import __version__
 
         arrays = {f"param_{k}": v for k, v in self.net.params.items()}
-        arrays.update({f"opt_{k}": v for k, v in self.optimizer.state().items()})
+        arrays.update({f"opt_{k}": to_numpy(v) for k, v in self.optimizer.state().items()})
         if self.best_params is not None:
             arrays.update({f"best_{k}": v for k, v in self.best_params.items()})
         part = None

@@ -1,0 +1,92 @@
+"""Where the arrays live: NumPy on the CPU, or CuPy on an NVIDIA GPU.
+
+The math of handprop (``network.forward``, ``network.backward``, the
+activations, the optimizers, the penalty) is written once, against an array
+module ``xp`` that is NumPy for NumPy arrays and CuPy for CuPy arrays: the
+same lines of code run on either, and CuPy mirrors NumPy's functions name for
+name (``xp.matmul(X, W1.T, out=h_a)`` is one cuBLAS call on a GPU).
+
+A network (:class:`handprop.MLP`) always keeps its parameters in NumPy
+arrays. ``fit(..., device="cuda")`` and ``MLPClassifier(device="cuda")``
+copy them to the GPU with the training data, train there, and copy the
+parameters back after every epoch, so that checkpoints, early stopping,
+model files and pickles never hold a GPU array.
+
+CuPy is an optional extra, ``pip install 'handprop[cuda12]'`` (or
+``[cuda13]``, for the CUDA major version of the driver); nothing in handprop
+imports it unless a device other than "cpu" is asked for.
+
+>>> import numpy as np
+>>> namespace(np.zeros(3)) is np
+True
+>>> resolve_device("cpu") is np
+True
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from types import ModuleType
+
+import numpy as np
+
+__all__ = ["namespace", "resolve_device", "to_numpy", "DEVICES"]
+
+DEVICES = ('"cpu"', '"cuda"', '"cuda:N"')
+_CUDA = re.compile(r"cuda(?::(\d+))?")
+
+
+def namespace(*arrays) -> ModuleType:
+    """The array module of ``arrays``: CuPy if one of them is a CuPy array, else NumPy."""
+    for a in arrays:
+        if type(a).__module__.startswith("cupy"):
+            return sys.modules["cupy"]
+    return np
+
+
+def resolve_device(device: str) -> ModuleType:
+    """The array module for ``device``, after checking that it can be used.
+
+    Parameters
+    ----------
+    device : "cpu" (NumPy), "cuda" (CuPy on the current GPU) or "cuda:N"
+        (CuPy on GPU number N, which becomes the current one)
+
+    Raises
+    ------
+    ValueError
+        for any other string, when CuPy is not installed, or when no such
+        GPU is visible; the message says what to do.
+    TypeError
+        when ``device`` is not a string.
+    """
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string ({', '.join(DEVICES)}), got "
+                        f"{type(device).__name__}")
+    if device == "cpu":
+        return np
+    match = _CUDA.fullmatch(device)
+    if match is None:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    try:
+        import cupy
+    except ImportError:
+        raise ValueError(f"device={device!r} needs CuPy, which is not installed: pip install "
+                         f"'handprop[cuda12]' (or [cuda13], for the CUDA version of the "
+                         f"driver that nvidia-smi shows)") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CuPy's CUDARuntimeError, or a missing libcuda
+        raise ValueError(f"device={device!r}: CuPy finds no usable NVIDIA GPU ({exc})") from None
+    number = int(match.group(1) or cupy.cuda.runtime.getDevice())
+    if not 0 <= number < count:
+        raise ValueError(f"device={device!r}: there is no GPU number {number}; "
+                         f"{count} visible (cuda:0 to cuda:{count - 1})")
+    cupy.cuda.Device(number).use()
+    return cupy
+
+
+def to_numpy(a) -> np.ndarray:
+    """``a`` as a NumPy array: copied from the GPU if it is a CuPy array."""
+    return a.get() if namespace(a) is not np else np.asarray(a)
