@@ -96,6 +96,15 @@ def test_cli_on_a_missing_gpu_is_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_sweep_on_an_unknown_device_is_one_line_and_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "handprop", "sweep", "--device", "gpu",
+                           "--trials", "1", "--out", str(tmp_path / "sweep")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and '"cpu", "cuda", "cuda:N"' in proc.stderr
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_estimator_refuses_lbfgs_on_a_gpu():
     pytest.importorskip("sklearn")
     from handprop import MLPClassifier

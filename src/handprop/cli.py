@@ -447,6 +447,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise UsageError("argument --workers: expected a positive integer")
+    resolve_device(args.device)  # before any study is created
     grid = None
     dataset = args.dataset
     if args.preset == "moons-capacity":
@@ -464,7 +465,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     study = args.study or f"handprop-{args.preset or _dataset_name(dataset)}"
     config = SweepConfig(dataset=dataset, trials=trials, storage=storage, study=study,
                          out=str(out), space=space, seed=args.seed, data_dir=args.data_dir,
-                         heartbeat=args.heartbeat, grid=grid)
+                         heartbeat=args.heartbeat, grid=grid, device=args.device)
     what = "continuing" if args.resume else "starting"
     print(f"{what} study {study!r}: {trials} trials of {space.source} on {dataset}, "
           f"{args.workers} worker(s), storage {storage}", flush=True)
@@ -476,7 +477,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         panels = []
         for label, trial in (("best", result["best"]), ("worst", result["worst"])):
             p = trial.user_attrs["params"]
-            net, _ = train_params(p, result["data"], seed=args.seed + trial.number)
+            net, _ = train_params(p, result["data"], seed=args.seed + trial.number,
+                                  device=args.device)
             panels.append((net, f"{label}: trial {trial.number}, d_h={p['hidden']}, "
                                 f"l2={p['l2']:g},\npatience {p['patience']}: valid error "
                                 f"{100 * trial.value:.1f}%"))
@@ -739,6 +741,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "heartbeats is failed and retried (default 10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="cpu (default), or cuda / cuda:N: every trial trains on that GPU")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("compare-grads", help="loop and matrix gradients side by side",

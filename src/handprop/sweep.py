@@ -387,6 +387,7 @@ class SweepConfig:
     data_dir: str | None = None
     heartbeat: int = 10
     grid: dict | None = None
+    device: str = "cpu"
 
 
 def _fit_kwargs(p: dict) -> dict:
@@ -401,9 +402,10 @@ def _fit_kwargs(p: dict) -> dict:
                 label_smoothing=p["label_smoothing"])
 
 
-def train_params(p: dict, data, seed: int, on_epoch=None):
+def train_params(p: dict, data, seed: int, on_epoch=None, device: str = "cpu"):
     """Train a net with the hyper-parameters ``p`` on ``data`` = (train, valid,
-    test), validating on valid; returns (net, history)."""
+    test), validating on valid, on ``device`` ("cpu", "cuda", "cuda:N");
+    returns (net, history)."""
     from .network import MLP
     from .training import fit
 
@@ -412,7 +414,7 @@ def train_params(p: dict, data, seed: int, on_epoch=None):
     net = MLP(X.shape[1], p["hidden"], m, activation=p["activation"], dtype="float32",
               seed=seed)
     history = fit(net, X, y, valid=valid, seed=seed, progress=False, on_epoch=on_epoch,
-                  **_fit_kwargs(p))
+                  device=device, **_fit_kwargs(p))
     return net, history
 
 
@@ -439,7 +441,8 @@ def _objective(config: SweepConfig, data, lock: BudgetLock):
                 return True
             return None
 
-        _, history = train_params(params, data, config.seed + trial.number, on_epoch=report)
+        _, history = train_params(params, data, config.seed + trial.number, on_epoch=report,
+                                  device=config.device)
         trial.set_user_attr("epochs_run", len(history))
         if pruned:
             raise optuna.TrialPruned(f"pruned after epoch {pruned[0]}")
@@ -593,7 +596,8 @@ def summarize(config: SweepConfig, *, top: int = 10, out=sys.stdout) -> dict:
     best = ranked[0]
     params = best.user_attrs["params"]
     data = load_dataset(config.dataset, data_dir=config.data_dir)
-    net, history = train_params(params, data, seed=config.seed + best.number)
+    net, history = train_params(params, data, seed=config.seed + best.number,
+                                device=config.device)
     test_error, test_loss = evaluate(net, *data[2])
     net.save(folder / "best_model.npz", history=history.to_dicts(), settings=params,
              study=config.study, trial=best.number)
