@@ -88,6 +88,49 @@ def test_two_workers_share_one_postgresql_study(tmp_path, postgres_url):
     assert_exactly(load(postgres_url, name), 6)
 
 
+def _open_storage(url, barrier, results):
+    from handprop.sweep import make_storage
+
+    barrier.wait()  # all at once, on a database none has opened yet
+    try:
+        make_storage(url)
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def _open_at_once(url, n=6):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_open_storage, args=(url, barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join()
+    return outcomes
+
+
+def test_workers_opening_a_new_sqlite_database_at_once(tmp_path):
+    # Without the retry, one of six workers failed ("table ... already exists",
+    # or a duplicate alembic version row) in each of five tries.
+    for attempt in range(3):
+        url = f"sqlite:///{tmp_path / f'study{attempt}.db'}"
+        assert _open_at_once(url) == ["ok"] * 6
+
+
+def test_workers_opening_a_new_postgresql_database_at_once(postgres_url):
+    import psycopg
+
+    name = f"race_{os.getpid()}_{time.time_ns()}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = postgres_url.rsplit("/", 1)[0] + "/" + name
+    assert _open_at_once(url) == ["ok"] * 6
+
+
 @pytest.mark.slow
 def test_a_killed_worker_leaves_a_usable_study(tmp_path):
     out = tmp_path / "run"

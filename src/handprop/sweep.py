@@ -304,9 +304,32 @@ def make_storage(url: str, *, heartbeat: int = 10):
         else:
             retry = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(
                 max_retry=1)}
-        return optuna.storages.RDBStorage(database_url(url), engine_kwargs=kwargs,
-                                          heartbeat_interval=heartbeat,
-                                          grace_period=3 * heartbeat, **retry)
+        return _while_schema_is_made(lambda: optuna.storages.RDBStorage(
+            database_url(url), engine_kwargs=kwargs, heartbeat_interval=heartbeat,
+            grace_period=3 * heartbeat, **retry))
+
+
+def _while_schema_is_made(make, attempts: int = 8):
+    """``make()``, tried again while another process creates the same new
+    database's tables.
+
+    Optuna creates its tables and stamps their version the first time a
+    storage opens a database; two workers (or machines) that open a new
+    database at the same moment both try, and the slower one fails with
+    "table ... already exists" or a duplicate version row (Optuna issues 1092
+    and 4621). Once the faster one is done, opening the database again works.
+    """
+    import time
+
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return make()
+        except (IntegrityError, OperationalError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * 2 ** min(attempt, 4))
 
 
 @contextlib.contextmanager
