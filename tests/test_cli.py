@@ -53,6 +53,18 @@ def test_bad_arguments_print_one_line_and_exit_2(args, message):
     assert "Traceback" not in r.stderr
 
 
+def test_a_net_too_big_for_memory_is_one_line_and_exit_2(tmp_path):
+    # 10**15 hidden units of 2 inputs: 16 PB, beyond any address space, so the
+    # allocation fails at once whatever the machine's overcommit policy
+    r = run("train", "--hidden", str(10**15), "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith("handprop: error: out of memory (Unable to allocate")
+    assert "try a smaller --hidden or --batch-size" in lines[0]
+    assert not (tmp_path / "run" / "model.npz").exists()
+
+
 def test_help_and_version():
     r = run("--help")
     assert r.returncode == 0 and "gradcheck" in r.stdout

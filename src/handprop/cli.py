@@ -805,6 +805,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"handprop: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except MemoryError as exc:  # NumPy's, or CuPy's OutOfMemoryError on a GPU
+        if os.environ.get("HANDPROP_DEBUG"):
+            raise
+        print(f"handprop: error: out of memory ({exc or 'no detail'}); try a smaller --hidden "
+              f"or --batch-size", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("handprop: interrupted", file=sys.stderr)
         return 130
