@@ -46,7 +46,7 @@ from .backend import namespace, resolve_device, to_numpy
 from .network import MLP, Workspace, backward, cross_entropy, forward
 from .optimizers import SGD, Adam
 from .penalty import ElasticNet
-from .training import EpochRecord, History, _Masks
+from .training import EpochRecord, History, _Masks, _restore
 
 __all__ = ["MLPClassifier"]
 
@@ -509,8 +509,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 self._optimizer.step(params, grads, self._lr)
                 bar.update()
             if xp is not np:
-                for name, v in params.items():
-                    net.params[name][...] = v.get()
+                _restore(net.params, params)  # back from the GPU
             if not math.isfinite(total_loss):
                 raise ValueError(f"the training loss became {total_loss} in iteration "
                                  f"{self.n_iter_ + 1}: lower learning_rate_init")

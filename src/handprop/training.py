@@ -371,12 +371,6 @@ def fit(
         X_dev, y_dev, valid_dev, test_dev, weights = X, y, valid, test, sample_weight
         snapshot = {k: v.copy() for k, v in params.items()}  # end of the last good epoch
 
-    def to_net():
-        """Copy the parameters back from the GPU into the net's arrays."""
-        if on_gpu:
-            for k, v in params.items():
-                net.params[k][...] = v.get()
-
     def rollback():
         """Return the net to the end of the last good epoch (on a GPU, the
         net's arrays already hold it)."""
@@ -434,17 +428,14 @@ def fit(
                 bar.update()
                 if guard.signum is not None and b + 1 < n_batches:
                     part["seconds"] = time.perf_counter() - start_time
-                    to_net()
+                    if on_gpu:
+                        _restore(net.params, params)  # what the checkpoint saves
                     raise run.interrupted(guard.signum, epoch, b + 1, n_batches, checkpoint)
             if not all(bool(xp.all(xp.isfinite(p))) for p in params.values()):
                 rollback()
                 raise run.diverged(f"the parameters became infinite in epoch {epoch} "
                                    f"(lr = {rate:g})")
-            if on_gpu:
-                to_net()
-            else:
-                for k, v in params.items():
-                    snapshot[k][...] = v
+            _restore(snapshot, params)  # on a GPU, the snapshot is the net's own arrays
             v_err, v_loss = (_evaluate(params, net.activation, *valid_dev, eval_work) if valid
                              else (math.nan, math.nan))
             t_err, t_loss = (_evaluate(params, net.activation, *test_dev, eval_work) if test
@@ -597,8 +588,10 @@ class _Batches:
 
 
 def _restore(params: dict[str, np.ndarray], source: dict[str, np.ndarray]) -> None:
+    """Copy ``source``'s arrays into the NumPy arrays of ``params``, in place;
+    a source on the GPU is copied back to the CPU."""
     for k, v in source.items():
-        params[k][...] = v
+        params[k][...] = to_numpy(v)
 
 
 class _Run:
