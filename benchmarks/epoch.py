@@ -65,16 +65,24 @@ def loop_epoch(X, y, d_h, n_slice=2000):
     return (time.perf_counter() - t0) * len(X) / n_slice
 
 
-def make_torch_epoch(X, y, threads):
+def make_torch_epoch(X, y, threads=None, device="cpu"):
+    """PyTorch's epoch on ``device`` ("cpu", with ``threads`` threads, or
+    "cuda", the data copied there once; benchmarks/gpu.py times that one)."""
     import torch
 
-    torch.set_num_threads(threads)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    Xt, yt = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
+
+    def sync():  # a GPU's work is asynchronous: wait for it before reading the clock
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
 
     def torch_epoch(_X, _y, d_h):
         net = MLP(D, d_h, M, dtype="float32", seed=0)
         model = torch.nn.Sequential(torch.nn.Linear(D, d_h), torch.nn.ReLU(),
-                                    torch.nn.Linear(d_h, M))
+                                    torch.nn.Linear(d_h, M)).to(dev)
         with torch.no_grad():  # the same initial weights as handprop's
             model[0].weight.copy_(torch.from_numpy(net.W1))
             model[0].bias.zero_()
@@ -82,9 +90,10 @@ def make_torch_epoch(X, y, threads):
             model[2].bias.zero_()
         opt = torch.optim.SGD(model.parameters(), lr=LR)
         loss_fn = torch.nn.CrossEntropyLoss()
-        gen = torch.Generator().manual_seed(0)
+        gen = torch.Generator(device=dev).manual_seed(0)
+        sync()
         t0 = time.perf_counter()
-        perm = torch.randperm(len(Xt), generator=gen)
+        perm = torch.randperm(len(Xt), generator=gen, device=dev)
         wrong, total = 0, 0.0
         for start in range(0, len(Xt), K):
             idx = perm[start:start + K]
@@ -96,6 +105,7 @@ def make_torch_epoch(X, y, threads):
             opt.step()
             wrong += int((out.argmax(1) != yb).sum())
             total += float(loss.detach()) * len(idx)
+        sync()
         return time.perf_counter() - t0
 
     return torch_epoch

@@ -31,13 +31,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from epoch import LR, D, K, M, make_torch_epoch  # benchmarks/epoch.py, beside this file
 
 import handprop
 from handprop import MLP
 from handprop.datasets import load_mnist
 from handprop.training import evaluate, fit
-
-K, LR, D, M = 100, 0.1, 784, 10
 
 
 def handprop_epoch(device):
@@ -50,50 +49,13 @@ def handprop_epoch(device):
     return run
 
 
-def make_torch_epoch(X, y):
-    import torch
-
-    dev = torch.device("cuda")
-    Xt, yt = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
-
-    def torch_epoch(_X, _y, d_h):
-        net = MLP(D, d_h, M, dtype="float32", seed=0)
-        model = torch.nn.Sequential(torch.nn.Linear(D, d_h), torch.nn.ReLU(),
-                                    torch.nn.Linear(d_h, M)).to(dev)
-        with torch.no_grad():  # the same initial weights as handprop's
-            model[0].weight.copy_(torch.from_numpy(net.W1))
-            model[0].bias.zero_()
-            model[2].weight.copy_(torch.from_numpy(net.W2))
-            model[2].bias.zero_()
-        opt = torch.optim.SGD(model.parameters(), lr=LR)
-        loss_fn = torch.nn.CrossEntropyLoss()
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        perm = torch.randperm(len(Xt), device=dev)
-        wrong, total = 0, 0.0
-        for start in range(0, len(Xt), K):
-            idx = perm[start:start + K]
-            xb, yb = Xt[idx], yt[idx]
-            out = model(xb)
-            loss = loss_fn(out, yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            wrong += int((out.argmax(1) != yb).sum())
-            total += float(loss.detach()) * len(idx)
-        torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
-    return torch_epoch
-
-
 def epochs(X, y, hidden, repeat, versions):
     contenders = {"handprop cuda": handprop_epoch("cuda")}
     try:
         import torch
 
         if torch.cuda.is_available():
-            contenders["torch cuda"] = make_torch_epoch(X, y)
+            contenders["torch cuda"] = make_torch_epoch(X, y, device="cuda")
             versions["torch"] = torch.__version__
     except ImportError:
         print("PyTorch is not installed (left out)")
