@@ -86,23 +86,17 @@ def test_fit_on_a_missing_gpu_fails_before_training():
         np.testing.assert_array_equal(v, before[k])
 
 
-@pytest.mark.skipif(GPU, reason="a GPU is present")
-def test_cli_on_a_missing_gpu_is_one_line_and_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "handprop", "train", "--device", "cuda",
-                           "--epochs", "1", "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True)
+@pytest.mark.parametrize("command,device,message", [
+    pytest.param("train", "cuda", "device='cuda'",
+                 marks=pytest.mark.skipif(GPU, reason="a GPU is present")),
+    ("sweep", "gpu", '"cpu", "cuda", "cuda:N"'),
+])
+def test_cli_on_an_unusable_device_is_one_line_and_exit_2(tmp_path, command, device, message):
+    proc = subprocess.run([sys.executable, "-m", "handprop", command, "--device", device,
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "device='cuda'" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr
     assert not (tmp_path / "run").exists()
-
-
-def test_sweep_on_an_unknown_device_is_one_line_and_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "handprop", "sweep", "--device", "gpu",
-                           "--trials", "1", "--out", str(tmp_path / "sweep")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and '"cpu", "cuda", "cuda:N"' in proc.stderr
-    assert not (tmp_path / "sweep").exists()
 
 
 def test_estimator_refuses_lbfgs_on_a_gpu():
