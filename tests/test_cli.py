@@ -36,7 +36,7 @@ def test_gradcheck_exits_1_when_a_tolerance_is_missed():
 @pytest.mark.parametrize("args,message", [
     (["gradcheck", "--k", "0"], "argument --k: expected a positive integer, got '0'"),
     (["gradcheck", "--activation", "swish"], "argument --activation: invalid choice"),
-    (["gradcheck", "--l1", "0.1,x"], "argument --l1: expected W1,W2"),
+    (["gradcheck", "--l1", "0.1,x"], "argument --l1: expected one lambda, or one per weight"),
     (["gradcheck", "--l2=-1,0"], "argument --l2: lambdas must be finite and >= 0"),
     (["gradcheck", "--m", "1"], "m >= 2"),
     (["gradcheck", "--bogus"], "unrecognized arguments: --bogus"),

@@ -258,12 +258,16 @@ def test_handprops_own_options(digits):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"hidden_layer_sizes": (10, 5)}, "handprop computes one hidden layer"),
+    ({"hidden_layer_sizes": (10, 0)}, "hidden_layer_sizes must be an integer >= 1, got 0"),
+    ({"hidden_layer_sizes": ()}, "hidden_layer_sizes must name at least one hidden layer"),
     ({"activation": "swish"}, "activation must be one of"),
-    ({"solver": "rmsprop"}, "solver must be one of sgd, adam, lbfgs"),
-    ({"alpha": -1.0}, r"alpha must be a number in \[0, inf\]"),
+    ({"solver": "rmsprop"}, "solver must be one of 'sgd', 'adam', 'lbfgs', got 'rmsprop'"),
+    ({"alpha": -1.0}, r"alpha must be a number >= 0, got -1.0"),
+    ({"alpha": 10**400}, r"alpha must be a number >= 0, got 1000.*too large for a float"),
+    ({"max_iter": "10"}, r"max_iter must be an integer >= 1, got str"),
     ({"batch_size": 0}, "batch_size must be 'auto' or a positive integer"),
-    ({"l1": (1.0,)}, "l1 must be a pair"),
+    ({"l1": (1.0,)}, r"l1 must be a number, or one lambda per weight matrix \(2 for "),
+    ({"l2": (0.1, 0.1), "hidden_layer_sizes": (5, 5)}, r"one lambda per weight matrix \(3 "),
     ({"dropout": 1.5}, "dropout must be a rate"),
     ({"solver": "lbfgs", "dropout": 0.5}, "dropout needs a stochastic solver"),
     ({"dtype": "int8"}, "dtype must be"),

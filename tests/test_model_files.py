@@ -57,7 +57,7 @@ def test_tampered_metadata_is_refused(tmp_path):
 
     def change(arrays):
         meta = json.loads(str(arrays["metadata"]))
-        meta["d_h"] = 5
+        meta["hidden"] = [5]
         arrays["metadata"] = np.array(json.dumps(meta))
 
     _rewrite(path, change)
@@ -125,7 +125,13 @@ def test_an_archive_with_other_arrays_is_refused(tmp_path):
 
     path = tmp_path / "m.npz"
     write_archive(path, {"W1": np.zeros(2)}, {}, kind="handprop-model", version=1)
-    with pytest.raises(ValueError, match="not a handprop model file: expected arrays W1, W2, b1"):
+    with pytest.raises(ValueError, match="bad model metadata"):
+        MLP.load(path)
+    header = {"d": 1, "hidden": [2], "m": 2, "activation": "relu", "output": "softmax",
+              "dtype": "float64"}
+    write_archive(path, {"W1": np.zeros((2, 1))}, header, kind="handprop-model", version=2)
+    with pytest.raises(ValueError, match="the metadata declares arrays W1, b1, W2, b2; the file "
+                       "holds W1"):
         MLP.load(path)
     write_archive(path, {"W1": np.zeros(2)}, {}, kind="handprop-checkpoint", version=1)
     with pytest.raises(ValueError, match="not a handprop model file"):

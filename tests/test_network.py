@@ -246,15 +246,20 @@ def test_bad_constructor_arguments(kwargs, error, message):
 
 
 @pytest.mark.parametrize("args,message", [
-    ((0, 3, 2), "d must be >= 1, got 0"),
-    ((2, 0, 2), "d_h must be >= 1, got 0"),
-    ((2, 3, 1), "m must be >= 2, got 1"),
+    ((0, 3, 2), "d must be an integer >= 1, got 0"),
+    ((2, 0, 2), "d_h must be an integer >= 1, got 0"),
+    ((2, (4, 0), 2), "d_h must be an integer >= 1, got 0"),
+    ((2, (), 2), "d_h must name at least one hidden layer"),
+    ((2, 3, 1), "m must be an integer >= 2, got 1"),
+    ((2, 10**400, 2), "d_h must be an integer >= 1 that fits in 64 bits"),
 ])
 def test_bad_sizes(args, message):
     with pytest.raises(ValueError, match=message):
         MLP(*args)
     with pytest.raises(TypeError, match="d must be an integer"):
         MLP(2.5, 3, 2)
+    with pytest.raises(TypeError, match="d_h must be an integer"):
+        MLP(2, (3, 2.5), 2)
 
 
 def test_bad_method_and_penalty(rng):

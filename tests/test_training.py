@@ -118,13 +118,16 @@ def test_divergence_stops_with_a_message_and_finite_parameters(moons):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"epochs": 0}, "epochs must be >= 1"),
-    ({"batch_size": 0}, "batch_size must be >= 1"),
-    ({"lr": -0.1}, "lr must be > 0"),
+    ({"epochs": 0}, "epochs must be an integer >= 1"),
+    ({"epochs": 10**400}, "epochs must be an integer >= 1 that fits in 64 bits"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"lr": -0.1}, "lr must be a number > 0"),
+    ({"lr": 10**400}, "lr must be a number > 0, got 1000.*too large for a float"),
+    ({"learning_rate": 0.1}, "unknown run setting learning_rate; the settings are epochs, "),
     ({"lr": float("nan")}, "lr must be a number"),
     ({"momentum": 1.0}, "momentum must be a number in \\[0, 1\\)"),
     ({"nesterov": True}, "nesterov=True needs a momentum > 0"),
-    ({"schedule": "warm"}, "unknown schedule 'warm'"),
+    ({"schedule": "warm"}, "schedule must be one of 'constant', 'step', 'cosine', 'plateau'"),
     ({"penalty": 0.1}, "penalty must be an ElasticNet"),
     ({"valid": ([[1.0, 2.0]], [5])}, r"y must hold classes in \[0, 2\)"),
     ({"test": "data"}, "test must be a pair"),
@@ -190,13 +193,18 @@ def test_sgd_steps_match_their_closed_form(rng):
         v = np.zeros_like(p0)
         expected = p0.copy()
         for g in grads:
-            sgd.step(p, {"W": sgd.grad_scale(lr) * g}, lr)
+            scale = sgd.grad_scale(lr)
+            sgd.step(p, {"W": scale * g}, lr, scale=scale)
             v = mu * v - lr * g
             expected = expected + (mu * v - lr * g if nesterov else v)
             assert_allclose(p["W"], expected, rtol=1e-14)
     p = {"W": p0.copy()}
-    SGD().step(p, {"W": lr * grads[0]}, lr)
+    SGD().step(p, {"W": lr * grads[0]}, lr, scale=lr)
     assert_allclose(p["W"], p0 - lr * grads[0], rtol=1e-15)
+    for scale in (1.0, 3.0):  # any scale is divided out
+        p = {"W": p0.copy()}
+        SGD(mu, nesterov=True).step(p, {"W": scale * grads[0]}, lr, scale=scale)
+        assert_allclose(p["W"], p0 + mu * (-lr * grads[0]) - lr * grads[0], rtol=1e-14)
 
 
 # -- optimizers, dropout, max-norm, label smoothing, augmentation in fit -----
@@ -287,10 +295,11 @@ def test_resume_is_identical_with_every_option(small_mnist, tmp_path, kwargs):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"optimizer": "rmsprop"}, "optimizer must be 'sgd' or 'adam'"),
-    ({"dropout": 1.0}, r"hidden dropout rate must be a number in \[0, 1\)"),
-    ({"dropout": (-0.1, 0.5)}, "input dropout rate"),
-    ({"max_norm": 0.0}, "max_norm must be > 0"),
+    ({"optimizer": "rmsprop"}, "optimizer must be one of 'sgd', 'adam', got 'rmsprop'"),
+    ({"dropout": 1.0}, r"dropout must be a rate in \[0, 1\) .* got 1.0"),
+    ({"dropout": (-0.1, 0.5)}, r"dropout must be a rate in \[0, 1\) .* got \(-0.1, 0.5\)"),
+    ({"dropout": (0.1, 0.2, 0.3)}, r"or a pair \(input rate, hidden rate\), got \(0.1, 0.2, 0.3"),
+    ({"max_norm": 0.0}, "max_norm must be a number > 0"),
     ({"label_smoothing": 2.0}, "label_smoothing"),
     ({"augment": "shift"}, "augmentation distorts 28 x 28 images, but the examples have 2"),
     ({"augment": 3}, "augment must be None"),

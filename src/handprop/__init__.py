@@ -1,14 +1,14 @@
 """handprop: multilayer perceptrons with hand-derived gradients in NumPy."""
 
+from ._version import __version__
 from .gradcheck import GradcheckReport, gradcheck
 from .network import MLP
 from .penalty import ElasticNet
+from .settings import RunSettings
 from .training import fit
 
-__version__ = "0.1.0"
-
-__all__ = ["MLP", "MLPClassifier", "ElasticNet", "GradcheckReport", "fit", "gradcheck",
-           "__version__"]
+__all__ = ["MLP", "MLPClassifier", "ElasticNet", "GradcheckReport", "RunSettings", "fit",
+           "gradcheck", "__version__"]
 
 
 def __getattr__(name: str):

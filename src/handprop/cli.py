@@ -7,14 +7,18 @@ with no traceback (set HANDPROP_DEBUG=1 to see one).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from . import __version__
+from . import validate
+from ._version import __version__
 from .backend import resolve_device
+from .settings import RunSettings
 
 EXIT_USAGE = 2
 
@@ -28,33 +32,28 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _pair(text: str) -> tuple[float, float]:
-    """Parse "a,b" (or "a" for both) into two lambdas for W1 and W2."""
-    parts = text.split(",")
-    if len(parts) not in (1, 2):
-        raise argparse.ArgumentTypeError(f"expected W1,W2 (two numbers), got {text!r}")
+def _argument(check):
+    """An argparse type from a check of :mod:`handprop.validate`: its
+    ValueError or TypeError becomes argparse's one-line message."""
+    def parse(text: str):
+        try:
+            return check(text)
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def _lambdas(text: str) -> tuple[float, ...]:
+    """Parse "a" (one lambda for every weight matrix) or "a,b,..." (one per
+    weight matrix, W1 first) into lambdas >= 0."""
     try:
-        values = [float(p) for p in parts]
+        values = tuple(float(p) for p in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected W1,W2 (two numbers), got {text!r}") from None
-    if len(values) == 1:
-        values *= 2
+        raise argparse.ArgumentTypeError(
+            f"expected one lambda, or one per weight matrix (W1,W2,...), got {text!r}") from None
     if any(not np.isfinite(v) or v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"lambdas must be finite and >= 0, got {text!r}")
-    return values[0], values[1]
-
-
-def _rates(text: str) -> tuple[float, float]:
-    """Parse dropout rates "IN,HIDDEN" (or "HIDDEN") into two numbers in [0, 1)."""
-    try:
-        values = [float(p) for p in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values = [0.0, values[0]]
-    if len(values) != 2 or not all(0 <= v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected IN,HIDDEN rates in [0, 1), got {text!r}")
-    return values[0], values[1]
+    return values
 
 
 def _positive_int(text: str) -> int:
@@ -62,7 +61,7 @@ def _positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
+    if not 1 <= value <= validate.INT_MAX:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
 
@@ -77,10 +76,24 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _penalty(l1: tuple[float, float], l2: tuple[float, float]):
+_rates = _argument(validate.dropout_rates)
+_hidden = _argument(validate.hidden_sizes)
+
+
+def _penalty(l1: tuple[float, ...], l2: tuple[float, ...], n_weights: int):
+    """The ElasticNet of --l1 and --l2 for a net of n_weights weight matrices:
+    each option gives one lambda for all of them, or one per matrix."""
     from .penalty import ElasticNet
 
-    return ElasticNet(l1_W1=l1[0], l2_W1=l2[0], l1_W2=l1[1], l2_W2=l2[1])
+    per = {}
+    for name, values in (("l1", l1), ("l2", l2)):
+        if len(values) == 1:
+            values = values * n_weights
+        if len(values) != n_weights:
+            raise UsageError(f"argument --{name}: expected one lambda, or one per weight "
+                             f"matrix ({n_weights} for this net), got {len(values)}")
+        per[name] = values
+    return ElasticNet.per_matrix(per["l1"], per["l2"])
 
 
 # --------------------------------------------------------------------------
@@ -88,10 +101,13 @@ def _penalty(l1: tuple[float, float], l2: tuple[float, float]):
 # --------------------------------------------------------------------------
 
 
-def _moons_like(K: int, d: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _moons_like(K: int, d: int, m: int, seed: int,
+                output: str = "softmax") -> tuple[np.ndarray, np.ndarray]:
     """K two-moons points in d dimensions: the moons in the first two
-    coordinates, standard normal noise in the others; m > 2 classes are drawn
-    at random."""
+    coordinates, standard normal noise in the others. Their targets: the moon
+    (m = 2 softmax classes, or one logistic unit); for more classes, classes
+    drawn at random; for several logistic units, a random 0/1 matrix (K, m);
+    for identity outputs, standard normal targets (K, m)."""
     from .datasets import make_moons
 
     X2, y = make_moons(max(K, 2), noise=0.1, seed=seed)
@@ -101,18 +117,29 @@ def _moons_like(K: int, d: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarr
         X = X2[:, :d]
     else:
         X = np.hstack([X2, rng.normal(size=(K, d - 2))])
+    if output == "identity":
+        return X, rng.normal(size=(K, m))
+    if output == "logistic":
+        return X, (y if m == 1 else rng.integers(0, 2, size=(K, m)))
     if m > 2:
         y = rng.integers(0, m, size=K)
     return X, y
 
 
-def cmd_gradcheck(args: argparse.Namespace) -> int:
-    from .gradcheck import gradcheck
+def _small_net(args: argparse.Namespace):
+    """The net of gradcheck and compare-grads, and its penalty."""
     from .network import MLP
 
-    penalty = _penalty(args.l1, args.l2)
-    net = MLP(args.d, args.d_h, args.m, activation=args.activation, seed=args.seed)
-    X, y = _moons_like(args.k, args.d, args.m, args.seed)
+    net = MLP(args.d, args.d_h, args.m, activation=args.activation, output=args.output,
+              seed=args.seed)
+    return net, _penalty(args.l1, args.l2, net.L + 1)
+
+
+def cmd_gradcheck(args: argparse.Namespace) -> int:
+    from .gradcheck import gradcheck
+
+    net, penalty = _small_net(args)
+    X, y = _moons_like(args.k, args.d, args.m, args.seed, net.output)
     print(f"{net}, {args.k} two-moons-like examples, penalty {penalty.to_dict()}")
     report = gradcheck(net, X, y, penalty, eps=args.eps, order=args.order, tol=args.tol,
                        method=args.method)
@@ -167,42 +194,106 @@ def _dataset_name(dataset: str) -> str:
     return dataset if dataset in ("moons", "mnist") else Path(dataset).stem
 
 
-#: What ``train`` settings a resumed run takes from run.json; the others (where
-#: to read data and write output, whether to draw a bar) may change freely.
-_RUN_SETTINGS = ("dataset", "hidden", "activation", "epochs", "batch_size", "lr", "optimizer",
-                 "momentum", "nesterov", "schedule", "l1", "l2", "dropout", "max_norm",
-                 "label_smoothing", "augment", "patience", "dtype", "seed")
+#: The net's part of a run, as ``train`` options; the rest of its options
+#: (but where data is read and output written, the bar and the device) set
+#: the run's RunSettings, each the field of its name, except --l1 and --l2,
+#: which set its penalty.
+_NET_OPTIONS = ("hidden", "activation", "dtype")
+_PENALTY_OPTIONS = ("l1", "l2")
 
 
-def _resume_args(args: argparse.Namespace, explicit: set[str]) -> argparse.Namespace:
-    """The settings of the run in ``args.resume``, with the explicitly given
-    ones checked against them (and applied, with --force)."""
+class _Run(NamedTuple):
+    """What run.json records of a ``train`` command."""
+
+    dataset: str
+    net: dict  # hidden (a list), activation, dtype
+    settings: RunSettings
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps({"dataset": self.dataset, "net": self.net,
+                           "settings": self.settings.to_dict()}, indent=2) + "\n"
+
+
+def _run_of(args: argparse.Namespace) -> _Run:
+    """The run that the options of ``train`` describe, validated."""
+    given = vars(args)  # train has no option for Adam's betas and epsilon: their defaults
+    settings = RunSettings(
+        penalty=_penalty(args.l1, args.l2, len(args.hidden) + 1),
+        **{f.name: given[f.name] for f in dataclasses.fields(RunSettings)
+           if f.name != "penalty" and f.name in given})
+    return _Run(args.dataset, {"hidden": list(args.hidden), "activation": args.activation,
+                               "dtype": args.dtype}, settings)
+
+
+def _saved_run(folder: Path) -> _Run:
+    """The run recorded in ``folder``/run.json; a ValueError when there is
+    none, or it cannot be read."""
     import json
 
-    folder = Path(args.resume)
+    path = folder / "run.json"
     try:
-        saved = json.loads((folder / "run.json").read_text())["settings"]
+        saved = json.loads(path.read_text())
     except FileNotFoundError:
         raise ValueError(f"nothing to resume in {folder}: it has no run.json "
                          f"(was it written by handprop train?)") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{folder / 'run.json'}: unreadable ({exc})") from None
-    current = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}
-    diffs = [f"--{k.replace('_', '-')} (run {saved.get(k)!r}, now {current[k]!r})"
-             for k in _RUN_SETTINGS if k in explicit and current[k] != saved.get(k)]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable ({exc})") from None
+    try:
+        net = saved["net"]
+        if not (isinstance(net, dict) and set(net) == set(_NET_OPTIONS)):
+            raise ValueError(f"net must hold {', '.join(_NET_OPTIONS)}")
+        net = {"hidden": list(validate.hidden_sizes(net["hidden"], "hidden")),
+               "activation": validate.choice("activation", net["activation"],
+                                             _activation_names()),
+               "dtype": validate.choice("dtype", net["dtype"], ("float32", "float64"))}
+        dataset = saved["dataset"]
+        if not isinstance(dataset, str):
+            raise ValueError("dataset must be a string")
+        return _Run(dataset, net, RunSettings.from_dict(saved["settings"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(saved, dict) and isinstance(saved.get("settings"), dict) and \
+                "net" not in saved:
+            raise ValueError(f"{path} was written by handprop 0.1, whose runs this version "
+                             f"cannot resume; train again") from None
+        raise ValueError(f"{path}: not a run handprop can resume ({exc})") from None
+
+
+def _resume_run(args: argparse.Namespace, explicit: set[str]) -> _Run:
+    """The run saved in ``args.resume``, with the explicitly given options
+    checked against it (and applied, with --force)."""
+    folder = Path(args.resume)
+    saved = _saved_run(folder)
+    if args.epochs is None:
+        args.epochs = saved.settings.epochs
+    now = _run_of(args)
+    diffs, changes, net = [], {}, dict(saved.net)
+    if "dataset" in explicit and now.dataset != saved.dataset:
+        diffs.append(f"--dataset (run {saved.dataset!r}, now {now.dataset!r})")
+    for k in _NET_OPTIONS:
+        if k in explicit and now.net[k] != saved.net[k]:
+            a, b = saved.net[k], now.net[k]
+            if k == "hidden":
+                a, b = ",".join(map(str, a)), ",".join(map(str, b))
+            diffs.append(f"--{k} (run {a}, now {b})" if k == "hidden" else
+                         f"--{k} (run {a!r}, now {b!r})")
+            net[k] = now.net[k]
+    for f in dataclasses.fields(RunSettings):
+        options = _PENALTY_OPTIONS if f.name == "penalty" else (f.name,)
+        a, b = getattr(saved.settings, f.name), getattr(now.settings, f.name)
+        if any(o in explicit for o in options) and a != b:
+            diffs.append(f"{'/'.join('--' + o.replace('_', '-') for o in options)} "
+                         f"(run {a!r}, now {b!r})")
+            changes[f.name] = b
     if diffs and not args.force:
         raise ValueError(f"cannot resume {folder}: it was started with other settings: "
                          f"{'; '.join(diffs)}; add --force to resume with the new ones")
-    for k in _RUN_SETTINGS:
-        if k not in explicit and k in saved:
-            setattr(args, k, tuple(saved[k]) if k in ("l1", "l2", "dropout") else saved[k])
-    args.out = str(folder)
-    return args
+    dataset = now.dataset if "dataset" in explicit else saved.dataset
+    return _Run(dataset, net, saved.settings.replace(**changes))
 
 
 def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> int:
-    import json
-
     from tqdm.auto import tqdm
 
     from .checkpoint import Interrupted
@@ -213,28 +304,26 @@ def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> int
     from .training import Diverged, fit
 
     if args.resume:
-        args = _resume_args(args, explicit)
+        run = _resume_run(args, explicit)
+        out = Path(args.resume)
     elif args.force:
         raise UsageError("--force only applies with --resume")
-    if args.epochs is None:
-        args.epochs = DEFAULT_EPOCHS.get(args.dataset, 50)
-    if args.augment:
-        from .augment import Augmenter
-
-        Augmenter(args.augment)  # a bad kind, or no SciPy, fails before any data is read
-    resolve_device(args.device)  # so does a GPU that cannot be used
-    out = _writable_folder(args.out or f"runs/{_dataset_name(args.dataset)}")
+    else:
+        if args.epochs is None:
+            args.epochs = DEFAULT_EPOCHS.get(args.dataset, 50)
+        run = _run_of(args)  # every setting is checked before anything is read or written
+        out = Path(args.out or f"runs/{_dataset_name(args.dataset)}")
+    resolve_device(args.device)  # so is a GPU that cannot be used
+    out = _writable_folder(str(out))
     remove_stale_temporaries(out)
-    train, valid, test = load_dataset(args.dataset, data_dir=args.data_dir)
+    train, valid, test = load_dataset(run.dataset, data_dir=args.data_dir)
     m = int(max(train[1].max(), valid[1].max(), test[1].max())) + 1
     m = max(m, 2)
-    net = MLP(train[0].shape[1], args.hidden, m, activation=args.activation, dtype=args.dtype,
-              seed=args.seed)
-    penalty = _penalty(args.l1, args.l2)
-    settings = {k: getattr(args, k) for k in _RUN_SETTINGS}
+    net = MLP(train[0].shape[1], tuple(run.net["hidden"]), m, activation=run.net["activation"],
+              dtype=run.net["dtype"], seed=run.settings.seed)
     if not args.resume:
-        write_text(out / "run.json", json.dumps({"settings": settings}, indent=2) + "\n")
-    print(f"{args.dataset}: {len(train[0])} train, {len(valid[0])} valid, {len(test[0])} test "
+        write_text(out / "run.json", run.to_json())
+    print(f"{run.dataset}: {len(train[0])} train, {len(valid[0])} valid, {len(test[0])} test "
           f"examples; {net}, {net.n_params:,} parameters")
     if args.resume:
         print(f"resuming the run in {out} from its checkpoint")
@@ -242,11 +331,7 @@ def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> int
     log_path = out / "log.csv"
     try:
         history = fit(
-            net, *train, valid=valid, test=test, epochs=args.epochs, batch_size=args.batch_size,
-            lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, schedule=args.schedule,
-            penalty=penalty, patience=args.patience, seed=args.seed,
-            optimizer=args.optimizer, dropout=args.dropout, max_norm=args.max_norm,
-            label_smoothing=args.label_smoothing, augment=args.augment,
+            net, *train, run.settings, valid=valid, test=test,
             progress=not args.no_progress, log=log_path,
             on_epoch=lambda r: tqdm.write(format_record(r)),
             checkpoint=out, resume=out if args.resume else None, force=args.force,
@@ -261,10 +346,12 @@ def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> int
         return exc.exit_status
     try:
         if args.resume and args.force:
-            write_text(out / "run.json", json.dumps({"settings": settings}, indent=2) + "\n")
-        net.save(out / "model.npz", history=history.to_dicts(), settings=settings,
-                 stop_reason=history.stop_reason, best_epoch=history.best_epoch)
-        save_figure(learning_curves(history, title=f"{args.dataset}, d_h = {args.hidden}"),
+            write_text(out / "run.json", run.to_json())
+        net.save(out / "model.npz", history=history.to_dicts(), dataset=run.dataset,
+                 settings=run.settings.to_dict(), stop_reason=history.stop_reason,
+                 best_epoch=history.best_epoch)
+        hidden = ",".join(map(str, run.net["hidden"]))
+        save_figure(learning_curves(history, title=f"{run.dataset}, d_h = {hidden}"),
                     out / "curves.png")
     except KeyboardInterrupt:
         print(f"handprop: interrupted while writing the results; the finished run is in its "
@@ -366,10 +453,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if X.shape[1] != net.d:
             raise ValueError(f"{args.dataset} has {X.shape[1]} features; the model expects "
                              f"{net.d}")
-        if y.max() >= net.m:
+        if net.output == "softmax" and y.max() >= net.m:
             raise ValueError(f"{args.dataset} has class {y.max()}; the model knows "
                              f"{net.m} classes")
         error, loss = evaluate(net, X, y)
+        if np.isnan(error):  # identity outputs: no error rate
+            print(f"{name}: average loss {loss:.4f} ({len(y)} examples)")
+            continue
         print(f"{name}: error {100 * error:.2f}% ({round(error * len(y))} of {len(y)}), "
               f"average loss {loss:.4f}")
     return 0
@@ -408,12 +498,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     net = MLP.load(args.model)
     X = _read_features(args.file)
-    proba = net.predict_proba(X)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["prediction", *(f"p{k}" for k in range(net.m))])
-    for row in proba:
-        writer.writerow([int(row.argmax()), *(f"{p:.6g}" for p in row)])
+    if net.output == "identity":  # regression: the outputs themselves
+        proba = net.predict(X)
+        writer.writerow([f"output{k}" for k in range(net.m)])
+        writer.writerows([[f"{v:.6g}" for v in row] for row in proba])
+    elif net.output == "logistic":  # each label's probability, and 0/1 for it
+        proba = net.predict_proba(X)
+        writer.writerow([*(f"label{k}" for k in range(net.m)), *(f"p{k}" for k in range(net.m))])
+        writer.writerows([[*(int(p > 0.5) for p in row), *(f"{p:.6g}" for p in row)]
+                          for row in proba])
+    else:
+        proba = net.predict_proba(X)
+        writer.writerow(["prediction", *(f"p{k}" for k in range(net.m))])
+        for row in proba:
+            writer.writerow([int(row.argmax()), *(f"{p:.6g}" for p in row)])
     if args.out:
         write_text(args.out, buffer.getvalue())
         print(f"wrote {len(proba)} predictions to {args.out}")
@@ -494,13 +594,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_compare_grads(args: argparse.Namespace) -> int:
-    from .network import MLP
-
-    penalty = _penalty(args.l1, args.l2)
     worst = 0.0
     for K in args.k or [1, 10]:
-        net = MLP(args.d, args.d_h, args.m, activation=args.activation, seed=args.seed)
-        X, y = _moons_like(K, args.d, args.m, args.seed)
+        net, penalty = _small_net(args)
+        X, y = _moons_like(K, args.d, args.m, args.seed, net.output)
         loss_l, loop = net.loss_and_grads(X, y, penalty, method="loop")
         loss_m, matrix = net.loss_and_grads(X, y, penalty, method="matrix")
         print(f"K = {K}: loss {loss_l:.12f} (loop), {loss_m:.12f} (matrix)")
@@ -559,9 +656,16 @@ def cmd_bench_epoch(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------
 
 
+def _activation_names() -> list[str]:
+    from .activations import ACTIVATIONS, ALIASES
+
+    return sorted(set(ACTIVATIONS) | set(ALIASES))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .activations import ACTIVATIONS, ALIASES
     from .gradcheck import DEFAULT_TOL
+    from .network import OUTPUTS
     from .schedules import SCHEDULES
 
     activations = sorted(set(ACTIVATIONS) | set(ALIASES))
@@ -574,15 +678,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     def small_net(p, d_h=2):
         p.add_argument("--d", type=_positive_int, default=2, help="inputs (default 2)")
-        p.add_argument("--d-h", type=_positive_int, default=d_h,
-                       help=f"hidden units (default {d_h})")
-        p.add_argument("--m", type=_positive_int, default=2, help="classes, >= 2 (default 2)")
+        p.add_argument("--d-h", type=_hidden, default=d_h, metavar="D_H[,D_H...]",
+                       help=f"hidden units, or one size per hidden layer, e.g. 4,3 "
+                       f"(default {d_h})")
+        p.add_argument("--m", type=_positive_int, default=2,
+                       help="outputs: classes for softmax, >= 2 (default 2)")
         p.add_argument("--activation", choices=activations, default="relu")
-        p.add_argument("--l1", type=_pair, default=(0.0, 0.0), metavar="W1,W2",
-                       help="L1 lambdas for W1 and W2 (default 0,0)")
-        p.add_argument("--l2", type=_pair, default=(0.0, 0.0), metavar="W1,W2",
-                       help="L2 lambdas for W1 and W2 (default 0,0)")
+        p.add_argument("--output", choices=OUTPUTS, default="softmax",
+                       help="the output/loss pair: softmax + cross-entropy (default), logistic "
+                       "+ binary cross-entropy, identity + half squared error")
+        lambdas(p)
         p.add_argument("--seed", type=int, default=0)
+
+    def lambdas(p):
+        for name in ("l1", "l2"):
+            p.add_argument(f"--{name}", type=_lambdas, default=(0.0,), metavar="W1,W2,...",
+                           help=f"{name.upper()} lambdas: one for every weight matrix, or one "
+                           f"per matrix (default 0)")
 
     p = sub.add_parser(
         "gradcheck",
@@ -611,7 +723,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="moons",
                    help="moons, moons-small, mnist, or a FILE.csv / FILE.npz / moons FILE.txt, "
                    "split 80/10/10 (default moons)")
-    p.add_argument("--hidden", type=_positive_int, default=512, help="d_h (default 512)")
+    p.add_argument("--hidden", type=_hidden, default=(512,), metavar="D_H[,D_H...]",
+                   help="hidden units, or one size per hidden layer, e.g. 512,256 (default 512)")
     p.add_argument("--activation", choices=activations, default="relu")
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help="default 100 for moons, 20 for mnist, 50 for files")
@@ -622,13 +735,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=float, default=0.9, help="sgd's momentum (default 0.9)")
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
     p.add_argument("--schedule", choices=SCHEDULES, default="constant")
-    p.add_argument("--l1", type=_pair, default=(0.0, 0.0), metavar="W1,W2")
-    p.add_argument("--l2", type=_pair, default=(0.0, 0.0), metavar="W1,W2")
+    lambdas(p)
     p.add_argument("--dropout", type=_rates, default=(0.0, 0.0), metavar="IN,HIDDEN",
-                   help="dropout rates of the input and the hidden layer (default 0,0; one "
+                   help="dropout rates of the input and the hidden layers (default 0,0; one "
                    "number is the hidden rate)")
     p.add_argument("--max-norm", type=_positive_float, default=None, metavar="C",
-                   help="keep every row of W1 within L2 norm C")
+                   help="keep every row of the hidden layers' weights within L2 norm C")
     p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
                    help="target (1 - EPS) onehot + EPS / m (default 0)")
     p.add_argument("--augment", default=None, metavar="KINDS",
@@ -790,8 +902,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 0
-        if getattr(args, "m", 2) < 2:
-            raise UsageError("argument --m: a classifier needs m >= 2 classes")
+        if getattr(args, "m", 2) < 2 and getattr(args, "output", "softmax") == "softmax":
+            raise UsageError("argument --m: softmax outputs need m >= 2 classes")
         if not 0 <= getattr(args, "momentum", 0.0) < 1:
             raise UsageError("argument --momentum: must be in [0, 1)")
         if args.func is cmd_train:

@@ -7,12 +7,13 @@ scikit-learn's meaning, and the fitted attributes it documents. On top of
 them, keyword-only and off by default: elastic-net lambdas ``l1`` and ``l2``,
 ``class_weight``, ``dropout`` and ``dtype`` (float32 by default).
 
-The math is handprop's: every minibatch goes through
-:func:`handprop.network.forward` and :func:`handprop.network.backward`, the
-functions the gradient checker verifies. scikit-learn's ``alpha`` is an L2
+The math is handprop's: sgd and adam train through the training step of
+:mod:`handprop.step`, the one that ``fit`` uses and that the tests pin to
+the proven gradients, and lbfgs minimizes that step's
+:meth:`~handprop.step.Step.objective`. scikit-learn's ``alpha`` is an L2
 penalty of ``0.5 * alpha * ||W||^2 / n`` on each minibatch of n examples
 (the sum of their sample weights), which is handprop's ElasticNet with
-``l2 = 0.5 * alpha / n`` on both weight matrices.
+``l2 = 0.5 * alpha / n`` on every weight matrix: the step's ``decay``.
 
 This module needs scikit-learn (``pip install 'handprop[sklearn]'``); the
 rest of handprop never imports it.
@@ -42,11 +43,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       "pip install 'handprop[sklearn]'") from exc
 
 from . import activations as act
-from .backend import namespace, resolve_device, to_numpy
-from .network import MLP, Workspace, backward, cross_entropy, forward
+from . import validate
+from .backend import resolve_device, to_numpy
+from .network import MLP, cross_entropy, forward
 from .optimizers import SGD, Adam
 from .penalty import ElasticNet
-from .training import EpochRecord, History, _Masks, _restore
+from .step import Step
+from .training import EpochRecord, History
 
 __all__ = ["MLPClassifier"]
 
@@ -71,6 +74,11 @@ def _one_thread_for_other_blas():
     return controller.select(filepath=[lib.filepath for lib in others]).limit(limits=1)
 
 
+class InvalidParameterError(ValueError, TypeError):
+    """A bad constructor argument: both a ValueError and a TypeError, as
+    scikit-learn's own ``InvalidParameterError``."""
+
+
 def _stochastic(estimator) -> bool:
     if estimator.solver not in ("sgd", "adam"):
         raise AttributeError(f"partial_fit is only available for stochastic optimizers; "
@@ -83,8 +91,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    hidden_layer_sizes : (d_h,) or int, default (100,)
-        One hidden layer: handprop computes one, and a longer tuple is refused.
+    hidden_layer_sizes : tuple of ints, or an int, default (100,)
+        The size of each hidden layer, in order.
     activation : "identity", "logistic", "tanh", "relu" (default), or one of
         handprop's own: "softplus", "abs", "sign"
     solver : "sgd", "adam" (default) or "lbfgs" (full batch, through
@@ -99,12 +107,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         scikit-learn's, with scikit-learn's meaning and defaults. ``verbose``
         also shows a progress bar; ``warm_start`` (and ``partial_fit``) keep
         the optimizer's state, Adam's moments included.
-    l1, l2 : (lambda for W1, lambda for W2), default (0, 0)
+    l1, l2 : a number for every weight matrix, or one per weight matrix
+        (W1, ..., W{L+1}: two for one hidden layer), default 0
         handprop's elastic net: ``l1 ||W||_1 + l2 ||W||_2^2`` added once per
         minibatch, on top of alpha's term.
     class_weight : None, "balanced" or {label: weight}
         Multiplies each example's weight (and sample_weight) by its class's.
-    dropout : rate of the hidden layer, or (input rate, hidden rate); default 0
+    dropout : rate of the hidden layers, or (input rate, hidden rate); default 0
     dtype : "float32" (default) or "float64", the precision of training
     device : "cpu" (default), or "cuda" / "cuda:N" to train on an NVIDIA GPU
         with CuPy (sgd and adam; see :mod:`handprop.backend`). The fitted
@@ -116,15 +125,19 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     classes_, loss_, best_loss_, loss_curve_, validation_scores_,
     best_validation_score_, t_, coefs_, intercepts_, n_features_in_,
     feature_names_in_, n_iter_, n_layers_, n_outputs_, out_activation_ :
-        scikit-learn's. ``coefs_`` is [W1.T, W2.T] and ``intercepts_``
-        [b1, b2], in scikit-learn's layout (inputs along the rows). Two
+        scikit-learn's. ``coefs_`` is [W1.T, ..., W{L+1}.T] and
+        ``intercepts_`` [b1, ..., b{L+1}], in scikit-learn's layout (inputs
+        along the rows). ``loss_`` and ``loss_curve_`` hold scikit-learn's
+        loss: the mean cross-entropy plus alpha's term. Two
         classes use two softmax outputs, as in the derivation, so
         ``out_activation_`` is "softmax" and ``n_outputs_`` is 2 where
         scikit-learn has one logistic output.
     validation_loss_curve_ : list of float or None
         The validation loss after each epoch, when ``early_stopping``.
-    W1_, b1_, W2_, b2_ : the parameters in the derivation's layout
-    history_ : handprop.training.History, one record per epoch
+    W1_, b1_, W2_, b2_ : the first two layers' parameters in the derivation's
+        layout; ``net_`` is the whole :class:`handprop.MLP`
+    history_ : handprop.training.History, one record per epoch; its
+        ``train_loss`` is handprop's: the data loss alone, as in ``fit``
 
     Examples
     --------
@@ -161,8 +174,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         epsilon=1e-8,
         n_iter_no_change=10,
         max_fun=15000,
-        l1=(0.0, 0.0),
-        l2=(0.0, 0.0),
+        l1=0.0,
+        l2=0.0,
         class_weight=None,
         dropout=(0.0, 0.0),
         dtype="float32",
@@ -201,39 +214,31 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     # -- parameters -----------------------------------------------------------
 
     def _check_params(self) -> None:
-        """Refuse bad constructor arguments with the name and what is expected."""
-        def number(name, low, high=math.inf, *, integer=False, low_open=False, high_open=False):
-            value = getattr(self, name)
-            kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-            ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
-            ok = ok and (value > low if low_open else value >= low)
-            ok = ok and (value < high if high_open else value <= high)
-            if not ok:
-                lo = "(" if low_open else "["
-                hi = ")" if high_open else "]"
-                what = "an integer" if integer else "a number"
-                raise ValueError(f"{name} must be {what} in {lo}{low}, {high}{hi}, got {value!r}")
+        """Refuse bad constructor arguments with the name and what is expected:
+        an InvalidParameterError, both a ValueError and a TypeError, as
+        scikit-learn's own parameter validation raises."""
+        try:
+            self._check_each_param()
+        except (TypeError, ValueError) as exc:
+            raise InvalidParameterError(str(exc)) from None
 
-        sizes = self.hidden_layer_sizes
-        sizes = [sizes] if isinstance(sizes, (int, np.integer)) else list(sizes)
-        if len(sizes) != 1:
-            raise ValueError(f"handprop computes one hidden layer; hidden_layer_sizes must have "
-                             f"one entry, got {self.hidden_layer_sizes!r}")
-        if not isinstance(sizes[0], (int, np.integer)) or sizes[0] < 1:
-            raise ValueError(f"hidden_layer_sizes must be a positive integer, got {sizes[0]!r}")
+    def _check_each_param(self) -> None:
+        def number(name, low, high=None, *, integer=False, low_open=False, high_open=False):
+            validate.number(name, getattr(self, name), low=low, high=high, integer=integer,
+                            low_open=low_open, high_open=high_open)
+
+        sizes = self._sizes()
         known = sorted(set(_ACTIVATIONS) | {"softplus", "abs", "sign"})
-        if self.activation not in known:
-            raise ValueError(f"activation must be one of {', '.join(known)}, "
-                             f"got {self.activation!r}")
-        for name, options in (("solver", ("sgd", "adam", "lbfgs")),
-                              ("learning_rate", ("constant", "invscaling", "adaptive"))):
-            if getattr(self, name) not in options:
-                raise ValueError(f"{name} must be one of {', '.join(options)}, "
-                                 f"got {getattr(self, name)!r}")
-        if not (self.batch_size == "auto" or (isinstance(self.batch_size, (int, np.integer))
-                                              and self.batch_size >= 1)):
-            raise ValueError(f"batch_size must be 'auto' or a positive integer, "
-                             f"got {self.batch_size!r}")
+        validate.choice("activation", self.activation, known)
+        validate.choice("solver", self.solver, ("sgd", "adam", "lbfgs"))
+        validate.choice("learning_rate", self.learning_rate,
+                        ("constant", "invscaling", "adaptive"))
+        if self.batch_size != "auto":
+            try:
+                number("batch_size", 1, integer=True)
+            except (TypeError, ValueError):
+                raise ValueError(f"batch_size must be 'auto' or a positive integer, got "
+                                 f"{self.batch_size!r}") from None
         number("alpha", 0)
         number("learning_rate_init", 0, low_open=True)
         number("power_t", 0)
@@ -247,18 +252,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         number("n_iter_no_change", 1, integer=True)
         number("max_fun", 1, integer=True)
         for name in ("shuffle", "verbose", "warm_start", "nesterovs_momentum", "early_stopping"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        for name in ("l1", "l2"):
-            pair = getattr(self, name)
-            if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(
-                    isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in pair)):
-                raise ValueError(f"{name} must be a pair (lambda for W1, lambda for W2) of "
-                                 f"numbers >= 0, got {pair!r}")
-        self._rates()
+            validate.flag(name, getattr(self, name))
+        self._elastic_net(len(sizes) + 1)
+        rates = validate.dropout_rates(self.dropout)
         if self.dtype not in ("float32", "float64", np.float32, np.float64):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if self.solver == "lbfgs" and any(self._rates()):
+        if self.solver == "lbfgs" and any(rates):
             raise ValueError("dropout needs a stochastic solver (sgd or adam): lbfgs minimizes "
                              "one deterministic loss")
         if self.device != "cpu" and self.solver == "lbfgs":
@@ -266,14 +265,21 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                              f"lbfgs runs SciPy's L-BFGS-B, on the CPU")
         resolve_device(self.device)
 
-    def _rates(self) -> tuple[float, float]:
-        rates = self.dropout
-        rates = (0.0, rates) if isinstance(rates, (int, float)) else tuple(rates)
-        if len(rates) != 2 or not all(isinstance(r, (int, float)) and 0 <= r < 1
-                                      for r in rates):
-            raise ValueError(f"dropout must be a rate in [0, 1) or a pair (input rate, hidden "
-                             f"rate), got {self.dropout!r}")
-        return float(rates[0]), float(rates[1])
+    def _sizes(self) -> tuple[int, ...]:
+        return validate.hidden_sizes(self.hidden_layer_sizes, "hidden_layer_sizes")
+
+    def _elastic_net(self, n_weights: int) -> ElasticNet:
+        """handprop's own lambdas, l1 and l2, as a penalty on n_weights matrices."""
+        lambdas = {}
+        for name in ("l1", "l2"):
+            value = getattr(self, name)
+            values = [value] * n_weights if not isinstance(value, (tuple, list)) else value
+            if len(values) != n_weights:
+                raise ValueError(f"{name} must be a number, or one lambda per weight matrix "
+                                 f"({n_weights} for hidden_layer_sizes="
+                                 f"{self.hidden_layer_sizes!r}), got {value!r}")
+            lambdas[name] = [validate.number(name, v, low=0) for v in values]
+        return ElasticNet.per_matrix(lambdas["l1"], lambdas["l2"])
 
     @property
     def _dtype(self):
@@ -283,31 +289,34 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     @property
     def coefs_(self) -> list[np.ndarray]:
-        """[W1.T (d, d_h), W2.T (d_h, m)]: scikit-learn's layout; assigning copies in."""
-        check_is_fitted(self, "_net")
-        return [self._net.W1.T, self._net.W2.T]
+        """[W1.T (d, d_1), ..., W{L+1}.T (d_L, m)]: scikit-learn's layout;
+        assigning copies in."""
+        net = self._fitted_net()
+        return [net.params[f"W{l}"].T for l in range(1, net.L + 2)]
 
     @coefs_.setter
     def coefs_(self, value) -> None:
-        check_is_fitted(self, "_net")
-        self._net.params = {**self._net.params, "W1": np.asarray(value[0]).T,
-                            "W2": np.asarray(value[1]).T}
+        net = self._fitted_net()
+        net.params = {**net.params, **{f"W{l}": np.asarray(v).T
+                                       for l, v in enumerate(value, start=1)}}
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
-        """[b1 (d_h,), b2 (m,)]; assigning copies in."""
-        check_is_fitted(self, "_net")
-        return [self._net.b1, self._net.b2]
+        """[b1 (d_1,), ..., b{L+1} (m,)]; assigning copies in."""
+        net = self._fitted_net()
+        return [net.params[f"b{l}"] for l in range(1, net.L + 2)]
 
     @intercepts_.setter
     def intercepts_(self, value) -> None:
-        check_is_fitted(self, "_net")
-        self._net.params = {**self._net.params, "b1": value[0], "b2": value[1]}
+        net = self._fitted_net()
+        net.params = {**net.params, **{f"b{l}": v for l, v in enumerate(value, start=1)}}
 
-    W1_ = property(lambda self: self._fitted_net().W1, doc="W1, (d_h, d)")
-    b1_ = property(lambda self: self._fitted_net().b1, doc="b1, (d_h,)")
-    W2_ = property(lambda self: self._fitted_net().W2, doc="W2, (m, d_h)")
-    b2_ = property(lambda self: self._fitted_net().b2, doc="b2, (m,)")
+    W1_ = property(lambda self: self._fitted_net().W1, doc="W1, (d_1, d)")
+    b1_ = property(lambda self: self._fitted_net().b1, doc="b1, (d_1,)")
+    W2_ = property(lambda self: self._fitted_net().W2, doc="W2, (d_2, d_1); (m, d_h) for one "
+                   "hidden layer")
+    b2_ = property(lambda self: self._fitted_net().b2, doc="b2, (d_2,)")
+    net_ = property(lambda self: self._fitted_net(), doc="the fitted handprop.MLP")
 
     def _fitted_net(self) -> MLP:
         check_is_fitted(self, "_net")
@@ -382,15 +391,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _initialize(self, d: int) -> None:
-        d_h = (self.hidden_layer_sizes if isinstance(self.hidden_layer_sizes, (int, np.integer))
-               else self.hidden_layer_sizes[0])
+        sizes = self._sizes()
         self._random_state = check_random_state(self.random_state)
         seed = int(self._random_state.randint(np.iinfo(np.int32).max))
         activation = _ACTIVATIONS.get(self.activation, self.activation)
-        self._net = MLP(d, int(d_h), len(self.classes_), activation=activation,
+        self._net = MLP(d, sizes, len(self.classes_), activation=activation,
                         dtype=self._dtype, seed=seed)
         self._rng = np.random.default_rng(seed + 1)  # dropout masks
-        self.n_layers_ = 3
+        self.n_layers_ = len(sizes) + 2
         self.n_outputs_ = len(self.classes_)
         self.out_activation_ = "softmax"
         self.n_iter_ = 0
@@ -417,12 +425,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         else:
             self._optimizer = None
 
-    def _penalty(self, weight_sum: float) -> ElasticNet:
-        """alpha's term for a minibatch whose sample weights sum to weight_sum,
-        plus handprop's own lambdas."""
-        a = 0.5 * self.alpha / weight_sum
-        return ElasticNet(l1_W1=self.l1[0], l2_W1=self.l2[0] + a,
-                          l1_W2=self.l1[1], l2_W2=self.l2[1] + a)
+    def _step(self, params, X, yi, sw, K: int) -> Step:
+        """The training step of this estimator's settings, on ``params``."""
+        net = self._net
+        return Step(net, params, X, yi, optimizer=self._optimizer, batch_size=K,
+                    penalty=self._elastic_net(net.L + 1), decay=0.5 * self.alpha,
+                    dropout=validate.dropout_rates(self.dropout), sample_weight=sw,
+                    rng=self._rng, track_penalty=True)
 
     def _fit_stochastic(self, X, yi, sw, *, one_epoch: bool) -> None:
         from tqdm.auto import tqdm
@@ -446,76 +455,61 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
                           "going to be clipped", stacklevel=3)
             K = n
-        rate_in, rate_h = self._rates()
         xp = resolve_device(self.device)
-        work = Workspace(net.d, net.d_h, net.m, K, net.dtype, xp)
-        masks = _Masks(self._rng, K, net, rate_in, rate_h, xp)
+        sw = None if sw is None else sw.astype(net.dtype)
         if xp is np:
-            params, X_dev, y_dev = net.params, X, yi
+            params = net.params
         else:  # copied to the GPU once; the net's arrays receive the parameters after each epoch
             params = {k: xp.asarray(v) for k, v in net.params.items()}
-            X_dev, y_dev = xp.asarray(X), xp.asarray(yi)
+            X, yi = xp.asarray(X), xp.asarray(yi)
             sw = None if sw is None else xp.asarray(sw)
             self._optimizer.map_state(xp.asarray)
+        step = self._step(params, X, yi, sw, K)
         epochs = 1 if one_epoch else self.max_iter
-        n_batches = -(-n // K)
-        bar = tqdm(total=epochs * n_batches, disable=None if self.verbose else True,
+        bar = tqdm(total=epochs * step.n_batches, disable=None if self.verbose else True,
                    unit="batch", leave=False)
         try:
             with bar, np.errstate(over="ignore", invalid="ignore"):
-                self._epochs(epochs, n, K, X_dev, y_dev, sw, X_val, y_val, sw_val, params,
-                             work, masks, bar, one_epoch)
+                self._epochs(step, epochs, X_val, y_val, sw_val, bar, one_epoch)
         finally:  # the fitted estimator holds NumPy arrays only
             self._optimizer.map_state(to_numpy)
         if self.early_stopping and self._best_params is not None:
             net.params = self._best_params
 
-    def _epochs(self, epochs, n, K, X, yi, sw, X_val, y_val, sw_val, params, work, masks, bar,
-                one_epoch) -> None:
-        """The epochs of a stochastic fit; X, yi, sw, params and work live on
-        the fit's device, the rest on the CPU."""
+    def _epochs(self, step: Step, epochs: int, X_val, y_val, sw_val, bar, one_epoch) -> None:
+        """The epochs of a stochastic fit, each through the training step; the
+        step's arrays live on the fit's device, the rest on the CPU."""
         from tqdm.auto import tqdm
 
         net = self._net
         rng = self._random_state
-        xp = namespace(X)
-        rate_in, rate_h = masks.rate_in, masks.rate_h
-        n_batches = -(-n // K)
+        n = step.X.shape[0]
+        on_gpu = step.xp is not np
+        # the end of the last good epoch: on a GPU, the net's own arrays
+        last_good = None if on_gpu else {k: v.copy() for k, v in net.params.items()}
         for _ in range(epochs):
             start = time.perf_counter()
-            order = rng.permutation(n) if self.shuffle else np.arange(n)
-            order = xp.asarray(order)
-            total_loss = 0.0
-            wrong = 0
-            for b in range(n_batches):
-                idx = order[b * K:(b + 1) * K]
-                k = len(idx)
-                Xb, yb = work.X[:k], work.y[:k]
-                xp.take(X, idx, axis=0, out=Xb)
-                xp.take(yi, idx, out=yb)
-                wb = None if sw is None else sw[idx].astype(net.dtype)
-                if rate_in:
-                    Xb *= masks.inputs(k)
-                mh = masks.hidden(k) if rate_h else None
-                penalty = self._penalty(k if wb is None else float(wb.sum()))
-                cache = forward(params, Xb, net.activation, out=work.cache(k), mask_h=mh)
-                loss = cross_entropy(cache.o_a, yb, sample_weight=wb)
-                loss += penalty.value(params)
-                total_loss += loss * k
-                wrong += int(xp.count_nonzero(cache.o_a.argmax(axis=1) != yb))
-                grads = backward(params, cache, Xb, yb, net.activation, penalty,
-                                 scale=self._optimizer.grad_scale(self._lr), work=work,
-                                 mask_h=mh, sample_weight=wb)
-                self._optimizer.step(params, grads, self._lr)
-                bar.update()
-            if xp is not np:
-                _restore(net.params, params)  # back from the GPU
-            if not math.isfinite(total_loss):
-                raise ValueError(f"the training loss became {total_loss} in iteration "
-                                 f"{self.n_iter_ + 1}: lower learning_rate_init")
+            step.start_epoch(self.n_iter_ + 1, rng.permutation(n) if self.shuffle
+                             else np.arange(n))
+            totals = step.train_epoch(lambda b: self._lr, after_batch=lambda b: bar.update())
+            finite = totals.diverged is None and all(
+                bool(step.xp.all(step.xp.isfinite(p))) for p in step.params.values())
+            if not finite:
+                if last_good is not None:
+                    net.params = last_good
+                loss = totals.diverged[1] if totals.diverged else "inf"
+                raise ValueError(f"the training loss became {loss} in iteration "
+                                 f"{self.n_iter_ + 1}: lower learning_rate_init; the "
+                                 f"parameters are those of iteration {self.n_iter_}")
+            if on_gpu:
+                for k, v in step.params.items():  # back from the GPU
+                    net.params[k][...] = to_numpy(v)
+            else:
+                for k, v in net.params.items():
+                    last_good[k][...] = v
             self.n_iter_ += 1
             self.t_ += n
-            self.loss_ = total_loss / n
+            self.loss_ = (totals.loss_sum + totals.penalty_sum) / n
             self.loss_curve_.append(self.loss_)
             valid_error = valid_loss = math.nan
             if self.verbose:
@@ -525,8 +519,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 valid_error = 1 - self.validation_scores_[-1]
                 valid_loss = self.validation_loss_curve_[-1]
             self.history_.append(EpochRecord(
-                self.n_iter_, wrong / n, self.loss_, valid_error, valid_loss, math.nan,
-                math.nan, self._lr, time.perf_counter() - start))
+                self.n_iter_, totals.wrong / n, totals.loss_sum / n, valid_error, valid_loss,
+                math.nan, math.nan, self._lr, time.perf_counter() - start))
             if self.solver == "sgd" and self.learning_rate == "invscaling":
                 self._lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
             if stop or one_epoch:
@@ -580,21 +574,19 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         net64 = self._net.astype("float64")
         X64 = X.astype(np.float64)
         shapes = net64.shapes()
-        n = X.shape[0]
-        penalty = self._penalty(n if sw is None else float(sw.sum()))
         w64 = None if sw is None else sw.astype(np.float64)
         names = list(shapes)
+        params = net64.params
+        step = Step(net64, params, X64, yi, optimizer=None, batch_size=X64.shape[0],
+                    penalty=self._elastic_net(net64.L + 1), decay=0.5 * self.alpha)
 
         def fun(theta):
             start = 0
             for name in names:
                 size = int(np.prod(shapes[name]))
-                net64.params[name][...] = theta[start:start + size].reshape(shapes[name])
+                params[name][...] = theta[start:start + size].reshape(shapes[name])
                 start += size
-            cache = forward(net64.params, X64, net64.activation)
-            loss = cross_entropy(cache.o_a, yi, sample_weight=w64) + penalty.value(net64.params)
-            grads = backward(net64.params, cache, X64, yi, net64.activation, penalty,
-                             sample_weight=w64)
+            loss, grads = step.objective(X64, yi, w64)
             last["loss"] = loss
             return loss, np.concatenate([grads[k].ravel() for k in names])
 
@@ -631,7 +623,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         out = np.empty((X.shape[0], net.m))
         for start in range(0, X.shape[0], 4096):
             chunk = np.asarray(X[start:start + 4096], dtype=net.dtype)
-            out[start:start + 4096] = forward(net.params, chunk, net.activation).o_a
+            out[start:start + 4096] = forward(net.params, chunk, net.activation, net.output).o_a
         return out
 
     def _checked(self, X) -> np.ndarray:

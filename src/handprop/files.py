@@ -148,12 +148,14 @@ def _stall_for_tests(kind: str) -> None:
         time.sleep(float(hook.split(":", 1)[1]))
 
 
-def read_archive(path: str | os.PathLike, *, kind: str, version: int,
+def read_archive(path: str | os.PathLike, *, kind: str, version: int | tuple[int, ...],
                  names: set[str] | None = None) -> tuple[dict, dict]:
     """Read a file written by :func:`write_archive`, with ``allow_pickle=False``.
 
-    Returns (arrays, meta). Raises ValueError, naming the file and the
-    problem, when it is missing, truncated, of another kind or version, when
+    Returns (arrays, meta). ``version`` is the format version this handprop
+    reads, or a tuple of those it reads. Raises ValueError, naming the file
+    and the problem, when it is missing, truncated, of another kind or
+    version, when
     its arrays are not ``names`` (if given), or when an array does not match
     its recorded checksum.
     """
@@ -181,9 +183,10 @@ def read_archive(path: str | os.PathLike, *, kind: str, version: int,
         raise ValueError(f"{path}: bad {what} metadata ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != kind:
         raise ValueError(f"{path}: not a handprop {what} file")
-    if meta.get("format_version") != version:
-        raise ValueError(f"{path}: {what} format version {meta.get('format_version')} is not "
-                         f"{version}, which this handprop reads")
+    versions = version if isinstance(version, tuple) else (version,)
+    if meta.get("format_version") not in versions:
+        raise ValueError(f"{path}: {what} format version {meta.get('format_version')!r} is not "
+                         f"{' or '.join(map(str, versions))}, which this handprop reads")
     if names is not None and set(arrays) != names:
         raise ValueError(f"{path}: not a handprop {what} file: expected arrays "
                          f"{', '.join(sorted(names))}; found {', '.join(sorted(arrays))}")

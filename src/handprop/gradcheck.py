@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .activations import KINKED
-from .network import MLP, PARAM_NAMES
+from .network import MLP, forward
 from .penalty import ElasticNet
 
 __all__ = ["gradcheck", "GradcheckReport", "ParamCheck", "relative_error", "DEFAULT_TOL"]
@@ -51,7 +51,7 @@ class ParamCheck:
 
     Attributes
     ----------
-    name : "W1", "b1", "W2" or "b2"
+    name : "W1", "b1", ..., "W{L+1}" or "b{L+1}"
     shape : the parameter's shape
     index : (c,) flat indices of the c entries checked
     analytic : (c,) the hand-derived gradient at those entries
@@ -143,9 +143,11 @@ class GradcheckReport:
         return "\n".join(lines)
 
 
-def _kink_pattern(net: MLP, X: np.ndarray) -> np.ndarray:
-    """Which side of 0 each pre-activation h_a lies on, shape (K, d_h)."""
-    return np.sign(X @ net.W1.T + net.b1)
+def _kink_pattern(net: MLP, X: np.ndarray, masks) -> np.ndarray:
+    """Which side of 0 each hidden pre-activation lies on: the signs of every
+    layer's h_a (K, d_l), side by side, shape (K, d_1 + ... + d_L)."""
+    cache = forward(net.params, X, net.activation, net.output, masks=masks)
+    return np.hstack([np.sign(layer.h_a) for layer in cache.layers])
 
 
 # Central stencils as (offset in units of eps, weight) pairs: the derivative is
@@ -180,7 +182,7 @@ def gradcheck(
     ----------
     net : MLP
         It is copied into float64 and never modified.
-    X : (K, d) inputs; y : (K,) classes in [0, m)
+    X : (K, d) inputs; y : the targets (see :meth:`MLP.check_y`)
     penalty : ElasticNet or None
     eps : float > 0, the step of the central difference
     order : 2 or 4
@@ -232,10 +234,10 @@ def gradcheck(
     net64 = net.astype("float64")
     X = net64.check_X(X)
     y = net64.check_y(y, X.shape[0])
-    penalty = MLP.check_penalty(penalty)
+    penalty = net64.check_penalty(penalty)
     options = dict(mask_in=mask_in, mask_h=mask_h, label_smoothing=label_smoothing,
                    sample_weight=sample_weight)
-    net64.check_options(X.shape[0], **options)
+    masks = net64.check_options(X.shape[0], **options)["masks"]
     loss, grads = net64.loss_and_grads(X, y, penalty, method=method, **options)
     X_seen = X if mask_in is None else X * np.asarray(mask_in, dtype=np.float64)
 
@@ -243,16 +245,16 @@ def gradcheck(
     reach = stencil[-1][0] * eps
     rng = np.random.default_rng(seed)
     kinked = net64.activation in KINKED
-    base_pattern = _kink_pattern(net64, X_seen) if kinked else None
+    base_pattern = _kink_pattern(net64, X_seen, masks) if kinked else None
     checks = []
-    for name in PARAM_NAMES:
+    for name in net64.param_names:
         p = net64.params[name]
         flat = p.reshape(-1)  # a view: writing to it perturbs the parameter
         if flat.size > max_entries:
             index = np.sort(rng.choice(flat.size, size=max_entries, replace=False))
         else:
             index = np.arange(flat.size)
-        l1 = penalty.lambdas(name)[0] if (penalty is not None and name in ("W1", "W2")) else 0.0
+        l1 = penalty.lambdas(name)[0] if (penalty is not None and name[0] == "W") else 0.0
         numerical = np.empty(index.size)
         kink = np.zeros(index.size, dtype=bool)
         for j, i in enumerate(index):
@@ -264,8 +266,8 @@ def gradcheck(
                     for step in (offset * eps, -offset * eps):
                         flat[i] = orig + step
                         side.append(net64.loss(X, y, penalty, **options))
-                        if kinked and not np.array_equal(_kink_pattern(net64, X_seen),
-                                                         base_pattern):
+                        if kinked and not np.array_equal(
+                                _kink_pattern(net64, X_seen, masks), base_pattern):
                             kink[j] = True
                     total += weight * (side[0] - side[1])
             finally:

@@ -1,6 +1,7 @@
-"""A one-hidden-layer perceptron with softmax outputs, in the derivation's notation.
+"""A multilayer perceptron in the derivation's notation, of any depth.
 
-Examples are rows: a minibatch of K examples is X, shape (K, d).
+Examples are rows: a minibatch of K examples is X, shape (K, d). The seed's
+net has one hidden layer of d_h units and m softmax outputs:
 
 =========  ==========  ==========================================================
 symbol     shape       meaning
@@ -17,41 +18,80 @@ o_a        (K, m)      output pre-activations (logits), O_a = H_s W2^T + b2
 o_s        (K, m)      output probabilities, O_s = softmax(O_a), row by row
 =========  ==========  ==========================================================
 
-The loss of a minibatch is the mean cross-entropy plus the penalty P:
+A net of L hidden layers of sizes d_1, ..., d_L continues the same way,
+layer by layer (d_0 = d, d_{L+1} = m, H_s^(0) = X):
 
-    L = (1/K) sum_k [ logsumexp(o_a[k]) - o_a[k, y_k] ] + P(W1, W2)
+    H_a^(l) = H_s^(l-1) Wl^T + bl,   H_s^(l) = g(H_a^(l))      (K, d_l), l = 1..L
+    O_a = H_s^(L) W{L+1}^T + b{L+1},  O_s = f(O_a)               (K, m)
 
-and its gradients, with Y the (K, m) one-hot matrix of y, are
+with Wl of shape (d_l, d_{l-1}) and bl of shape (d_l,). All hidden layers
+share one activation g. The output layer is one of three pairs of output
+function f and loss, each the canonical link of its loss, so that the
+gradient of the loss at O_a is O_s - T for the (K, m) target T:
 
-    G_oa = (O_s - Y) / K                      (K, m)
-    dL/dW2 = G_oa^T H_s + dP/dW2              (m, d_h)
-    dL/db2 = sum of the rows of G_oa          (m,)
-    G_hs = G_oa W2                            (K, d_h)
-    G_ha = G_hs * g'(H_a)                     (K, d_h), elementwise
-    dL/dW1 = G_ha^T X + dP/dW1                (d_h, d)
-    dL/db1 = sum of the rows of G_ha          (d_h,)
+==========  =================  ===============================================
+output      f                  loss of one example (t its target row)
+==========  =================  ===============================================
+softmax     softmax, by rows   -log o_s[y]: cross-entropy (T = onehot(y))
+logistic    sigmoid, each      -sum_j t_j log o_j + (1 - t_j) log(1 - o_j)
+identity    o_s = o_a          (1/2) sum_j (o_j - t_j)^2
+==========  =================  ===============================================
 
-The number of scalar parameters is n_params = d_h (d + 1) + m (d_h + 1).
+The loss of a minibatch is the mean over its K examples plus the penalty P;
+its gradients, with G^(L+1) = (O_s - T) / K, are for l = L+1 down to 1
+
+    dL/dWl = G^(l)^T H_s^(l-1) + dP/dWl       (d_l, d_{l-1})
+    dL/dbl = sum of the rows of G^(l)         (d_l,)
+    G^(l-1) = (G^(l) Wl) * g'(H_a^(l-1))      (K, d_{l-1}), elementwise, for l >= 2
+
+The number of scalar parameters is n_params = sum_l d_l (d_{l-1} + 1): for
+one hidden layer, d_h (d + 1) + m (d_h + 1).
 """
 
 from __future__ import annotations
 
 import copy as _copy
+import functools
 import os
+import re
 from typing import NamedTuple
 
 import numpy as np
 
 from . import activations as act
+from . import validate
+from ._version import __version__
 from .backend import namespace
 from .files import read_archive, write_archive
 from .penalty import ElasticNet
 
-__all__ = ["MLP", "Cache", "forward", "backward", "cross_entropy"]
+__all__ = ["MLP", "Cache", "Hidden", "OUTPUTS", "forward", "backward", "data_loss",
+           "cross_entropy", "count_errors", "param_names"]
 
-PARAM_NAMES = ("W1", "b1", "W2", "b2")
+#: The output/loss pairs; see the module docstring.
+OUTPUTS = ("softmax", "logistic", "identity")
 _FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
 _METHODS = ("matrix", "loop")
+
+
+@functools.lru_cache(maxsize=64)
+def param_names(n_layers: int) -> tuple[str, ...]:
+    """("W1", "b1", ..., "W{n}", "b{n}") for n weight layers (L + 1 for L hidden)."""
+    return tuple(name for l in range(1, n_layers + 1) for name in (f"W{l}", f"b{l}"))
+
+
+class Hidden(NamedTuple):
+    """One hidden layer's arrays in the forward pass, each (K, d_l).
+
+    Attributes
+    ----------
+    h_a : pre-activations; h_s : outputs g(h_a); h_d : what the next layer
+        sees: ``h_s`` itself, or ``h_s * mask`` under dropout
+    """
+
+    h_a: np.ndarray
+    h_s: np.ndarray
+    h_d: np.ndarray
 
 
 class Cache(NamedTuple):
@@ -59,64 +99,162 @@ class Cache(NamedTuple):
 
     Attributes
     ----------
-    h_a : (K, d_h) hidden pre-activations
-    h_s : (K, d_h) hidden outputs
-    o_a : (K, m) logits
-    o_s : (K, m) softmax probabilities
-    h_d : (K, d_h) the hidden outputs the output layer saw: ``h_s`` itself,
-        or ``h_s * mask_h`` under dropout
+    layers : one :class:`Hidden` per hidden layer, in order
+    o_a : (K, m) output pre-activations
+    o_s : (K, m) outputs f(o_a)
+
+    For the seed's one hidden layer, ``h_a``, ``h_s`` and ``h_d`` (each
+    (K, d_h)) name that layer's arrays, as in the derivation.
     """
 
-    h_a: np.ndarray
-    h_s: np.ndarray
+    layers: tuple[Hidden, ...]
     o_a: np.ndarray
     o_s: np.ndarray
-    h_d: np.ndarray | None = None
+
+    def _only(self) -> Hidden:
+        if len(self.layers) != 1:
+            raise AttributeError(f"this net has {len(self.layers)} hidden layers: read "
+                                 f"cache.layers[l].h_a, .h_s or .h_d for layer l + 1")
+        return self.layers[0]
+
+    h_a = property(lambda self: self._only().h_a, doc="(K, d_h), one hidden layer only")
+    h_s = property(lambda self: self._only().h_s, doc="(K, d_h), one hidden layer only")
+    h_d = property(lambda self: self._only().h_d, doc="(K, d_h), one hidden layer only")
 
 
 # --------------------------------------------------------------------------
-# The two functions that hold the math. MLP, training, the estimator and the
-# gradient checker all call these. They take NumPy arrays, or CuPy arrays on a
-# GPU (all of one kind), and compute with the module ``xp`` of their input:
-# the same lines run on either (see handprop.backend).
+# The functions that hold the math. MLP, the training step, the estimator and
+# the gradient checker all call these. They take NumPy arrays, or CuPy arrays
+# on a GPU (all of one kind), and compute with the module ``xp`` of their
+# input: the same lines run on either (see handprop.backend).
 # --------------------------------------------------------------------------
 
 
-def forward(
-    params: dict[str, np.ndarray],
-    X: np.ndarray,
-    activation: str,
-    out: Cache | None = None,
-    *,
-    mask_h: np.ndarray | None = None,
-) -> Cache:
-    """Forward pass on a minibatch.
+def _identity_out(o_a, out=None):
+    return o_a  # o_s is o_a itself: no copy
+
+
+_OUTPUT_FN = {"softmax": act.softmax, "logistic": act.sigmoid, "identity": _identity_out}
+
+
+def forward(params: dict[str, np.ndarray], X: np.ndarray, activation: str,
+            output: str = "softmax", out: Cache | None = None, *,
+            masks: tuple | None = None) -> Cache:
+    """Forward pass on a minibatch, through every layer.
 
     Parameters
     ----------
-    params : dict with "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,)
+    params : "W1" (d_1, d), "b1" (d_1,), ..., "W{L+1}" (m, d_L), "b{L+1}" (m,)
     X : (K, d), the dtype of the parameters
     activation : canonical activation name (a key of ``ACTIVATIONS``)
+    output : "softmax", "logistic" or "identity"
     out : optional Cache of preallocated arrays of the same shapes to write
         into (see :class:`Workspace`); by default new arrays are allocated
-    mask_h : optional (K, d_h) dropout mask of the hidden layer, already
-        scaled: 0 for a dropped unit, 1 / (1 - rate) for a kept one
-        (inverted dropout, so that evaluation needs no rescaling)
+    masks : optional tuple of L dropout masks, one per hidden layer, each
+        (K, d_l) or None, already scaled: 0 for a dropped unit, 1 / (1 - rate)
+        for a kept one (inverted dropout: evaluation needs no rescaling)
 
     Returns
     -------
-    Cache of h_a (K, d_h), h_s (K, d_h), o_a (K, m), o_s (K, m), h_d (K, d_h)
+    Cache of the L hidden layers' h_a, h_s, h_d, and o_a (K, m), o_s (K, m)
     """
     xp = namespace(X)
-    buf = out if out is not None else Cache(None, None, None, None, None)
-    # X W1^T: matmul hands the transposed view to BLAS as a flag, no copy.
-    h_a = xp.matmul(X, params["W1"].T, out=buf.h_a)
-    h_a += params["b1"]
-    h_s = act.ACTIVATIONS[activation](h_a, out=buf.h_s)
-    h_d = h_s if mask_h is None else xp.multiply(h_s, mask_h, out=buf.h_d)
-    o_a = xp.matmul(h_d, params["W2"].T, out=buf.o_a)
-    o_a += params["b2"]
-    return Cache(h_a, h_s, o_a, act.softmax(o_a, out=buf.o_s), h_d)
+    n_layers = len(params) // 2
+    layers = []
+    h = X
+    for l in range(1, n_layers):
+        buf = out.layers[l - 1] if out is not None else Hidden(None, None, None)
+        # H W^T: matmul hands the transposed view to BLAS as a flag, no copy.
+        h_a = xp.matmul(h, params[f"W{l}"].T, out=buf.h_a)
+        h_a += params[f"b{l}"]
+        h_s = act.ACTIVATIONS[activation](h_a, out=buf.h_s)
+        mask = masks[l - 1] if masks is not None else None
+        h_d = h_s if mask is None else xp.multiply(h_s, mask, out=buf.h_d)
+        layers.append(Hidden(h_a, h_s, h_d))
+        h = h_d
+    o_a = xp.matmul(h, params[f"W{n_layers}"].T, out=None if out is None else out.o_a)
+    o_a += params[f"b{n_layers}"]
+    o_s = _OUTPUT_FN[output](o_a, out=None if out is None else out.o_s)
+    return Cache(tuple(layers), o_a, o_s)
+
+
+def _smoothed_logistic(T, label_smoothing: float):
+    """A logistic target pulled towards 1/2: (1 - eps) t + eps / 2."""
+    return T * (1 - label_smoothing) + label_smoothing / 2 if label_smoothing else T
+
+
+def row_losses(output: str, o_a: np.ndarray, T: np.ndarray, *,
+               label_smoothing: float = 0.0) -> np.ndarray:
+    """The loss of each example, shape (K,), from the output pre-activations.
+
+    Parameters
+    ----------
+    output : "softmax", "logistic" or "identity"
+    o_a : (K, m)
+    T : (K,) integer classes for softmax; (K, m) targets otherwise
+    label_smoothing : eps in [0, 1) (softmax and logistic): the softmax
+        target is (1 - eps) onehot(y) + eps / m, the logistic one
+        (1 - eps) t + eps / 2
+
+    Notes
+    -----
+    softmax: -log o_s[y] = logsumexp(o_a) - o_a[y] (reference, 2.4). Taking
+    the log of an underflowed probability would give inf; this form stays
+    finite. With a smoothed target t, -sum_j t_j log o_s[j] is
+    logsumexp(o_a) - sum_j t_j o_a[j], as sum_j t_j = 1.
+
+    logistic: -t log sigmoid(a) - (1 - t) log(1 - sigmoid(a)) is
+    softplus(a) - t a, as log sigmoid(a) = -softplus(-a) and
+    softplus(-a) = softplus(a) - a; softplus is log(1 + e^a) computed as
+    logaddexp(0, a), which never overflows.
+
+    identity: (1/2) sum_j (o_a[j] - t_j)^2.
+    """
+    xp = namespace(o_a)
+    if output == "softmax":
+        picked = o_a[xp.arange(o_a.shape[0]), T]
+        if label_smoothing:
+            picked = (1 - label_smoothing) * picked + label_smoothing * o_a.mean(axis=1)
+        return act.logsumexp(o_a) - picked
+    if output == "logistic":
+        t = _smoothed_logistic(T, label_smoothing)
+        return (act.softplus(o_a) - t * o_a).sum(axis=1)
+    diff = o_a - T
+    return 0.5 * xp.einsum("ij,ij->i", diff, diff)
+
+
+def data_loss(output: str, o_a: np.ndarray, T: np.ndarray, *, label_smoothing: float = 0.0,
+              sample_weight: np.ndarray | None = None) -> float:
+    """The mean of :func:`row_losses` over the K rows, or their weighted mean
+    with ``sample_weight`` (K,): the minibatch loss without the penalty."""
+    losses = row_losses(output, o_a, T, label_smoothing=label_smoothing)
+    if sample_weight is None:
+        return float(losses.mean())
+    return float(namespace(o_a).dot(losses, sample_weight) / sample_weight.sum())
+
+
+def cross_entropy(o_a: np.ndarray, y: np.ndarray, *, label_smoothing: float = 0.0,
+                  sample_weight: np.ndarray | None = None) -> float:
+    """Mean over the rows of -log o_s[y] for softmax outputs, from the logits
+    o_a (K, m) and the classes y (K,) by log-sum-exp: ``data_loss("softmax", ...)``."""
+    return data_loss("softmax", o_a, y, label_smoothing=label_smoothing,
+                     sample_weight=sample_weight)
+
+
+def count_errors(output: str, o_a: np.ndarray, T: np.ndarray) -> int:
+    """How many of the K examples are misclassified.
+
+    softmax: argmax of o_a differs from y. logistic: some output is on the
+    wrong side of 1/2 (o_a > 0 against t >= 1/2): an example counts as right
+    only when all its labels are. identity (regression): 0, as there is no
+    error rate.
+    """
+    xp = namespace(o_a)
+    if output == "softmax":
+        return int(xp.count_nonzero(o_a.argmax(axis=1) != T))
+    if output == "logistic":
+        return int(xp.count_nonzero(((o_a > 0) != (T >= 0.5)).any(axis=1)))
+    return 0
 
 
 def _row_weights(K: int, sample_weight: np.ndarray | None, dtype) -> np.ndarray | float:
@@ -127,115 +265,98 @@ def _row_weights(K: int, sample_weight: np.ndarray | None, dtype) -> np.ndarray 
     return (sample_weight / sample_weight.sum()).astype(dtype, copy=False)
 
 
-def cross_entropy(
-    o_a: np.ndarray,
-    y: np.ndarray,
-    *,
-    label_smoothing: float = 0.0,
-    sample_weight: np.ndarray | None = None,
-) -> float:
-    """Mean over the rows of -log o_s[y], from the logits by log-sum-exp.
-
-    Parameters
-    ----------
-    o_a : (K, m) logits
-    y : (K,) integer classes
-    label_smoothing : eps in [0, 1): the target is (1 - eps) onehot(y) + eps / m
-    sample_weight : optional (K,) weights >= 0; the mean is then weighted
-
-    Notes
-    -----
-    -log softmax(o_a)[y] = logsumexp(o_a) - o_a[y] (reference, 2.4). Taking the
-    log of an underflowed probability would give inf; this form stays finite.
-    With a smoothed target t, the loss -sum_j t_j log o_s[j] is
-    logsumexp(o_a) - sum_j t_j o_a[j], as sum_j t_j = 1.
-    """
-    xp = namespace(o_a)
-    K = o_a.shape[0]
-    picked = o_a[xp.arange(K), y]
-    if label_smoothing:
-        picked = (1 - label_smoothing) * picked + label_smoothing * o_a.mean(axis=1)
-    losses = act.logsumexp(o_a) - picked
-    if sample_weight is None:
-        return float(xp.mean(losses))
-    return float(xp.dot(losses, sample_weight) / sample_weight.sum())
+def _output_delta(output: str, cache: Cache, T, K: int, work, label_smoothing: float):
+    """O_s - T into a (K, m) array (the Workspace's, or a new one)."""
+    xp = namespace(cache.o_s)
+    if work is None:
+        G = cache.o_s.copy()
+    else:
+        G = work.G_oa[:K]
+        xp.copyto(G, cache.o_s)
+    # Each output function is the canonical link of its loss: the gradient of
+    # the loss at o_a is o_s - t, with no Jacobian of f to multiply by. For
+    # softmax, the log-sum-exp's gradient is o_s and -o_a[y]'s is -onehot(y);
+    # for logistic, softplus(a) - t a has gradient sigmoid(a) - t; for
+    # identity, (1/2)(a - t)^2 has gradient a - t.
+    if output == "softmax":
+        rows = xp.arange(K)
+        if label_smoothing:
+            G -= label_smoothing / G.shape[1]
+            G[rows, T] -= 1 - label_smoothing
+        else:
+            G[rows, T] -= 1
+    else:
+        G -= _smoothed_logistic(T, label_smoothing) if output == "logistic" else T
+    return G
 
 
 def backward(
     params: dict[str, np.ndarray],
     cache: Cache,
     X: np.ndarray,
-    y: np.ndarray,
+    T: np.ndarray,
     activation: str,
+    output: str = "softmax",
     penalty: ElasticNet | None = None,
     *,
     scale: float = 1.0,
     work: Workspace | None = None,
-    mask_h: np.ndarray | None = None,
+    masks: tuple | None = None,
     label_smoothing: float = 0.0,
     sample_weight: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Gradients of the minibatch loss (mean cross-entropy + penalty).
+    """Gradients of the minibatch loss (mean loss + penalty), through every layer.
 
     Parameters
     ----------
-    params : dict with "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,)
+    params : "W1" (d_1, d), "b1" (d_1,), ..., "W{L+1}" (m, d_L), "b{L+1}" (m,)
     cache : the :class:`Cache` that :func:`forward` returned for ``X``
-    X : (K, d)
-    y : (K,) integer classes in [0, m)
+    X : (K, d), what the first layer saw (after input dropout)
+    T : (K,) integer classes for softmax; (K, m) targets otherwise
     activation : canonical activation name
+    output : "softmax", "logistic" or "identity"
     penalty : ElasticNet or None
-    scale : the gradients returned are ``scale`` times the true ones. The
-        training loop passes the learning rate here: multiplying the (K, m)
-        output delta costs nothing, where multiplying each (d_h, d) gradient
-        afterwards would cost a pass over it.
+    scale : the gradients returned are ``scale`` times the true ones.
+        Multiplying the (K, m) output delta costs nothing, where multiplying
+        each (d_l, d_{l-1}) gradient afterwards would cost a pass over it;
+        the training step (:mod:`handprop.step`) uses it to fold in the
+        learning rate.
     work : optional :class:`Workspace` whose arrays receive the results
-    mask_h : the (K, d_h) hidden dropout mask given to :func:`forward`, or None
-    label_smoothing, sample_weight : as in :func:`cross_entropy`
+    masks : the hidden dropout masks given to :func:`forward`, or None
+    label_smoothing, sample_weight : as in :func:`data_loss`
 
     Returns
     -------
-    dict with "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,); the
-    arrays of ``work.grads`` when ``work`` is given
+    dict with "W1" (d_1, d), "b1" (d_1,), ..., "W{L+1}" (m, d_L),
+    "b{L+1}" (m,); the arrays of ``work.grads`` when ``work`` is given
     """
     xp = namespace(X)
     K = X.shape[0]
-    rows = xp.arange(K)
-    # Softmax with cross-entropy is a canonical link: the log-sum-exp's
-    # gradient is o_s, and -o_a[y]'s is -onehot(y), so the output delta is
-    # simply o_s - onehot(y) (o_s - t for a smoothed target t), with no
-    # softmax Jacobian to multiply by.
-    if work is None:
-        G_oa = cache.o_s.copy()
-    else:
-        G_oa = work.G_oa[:K]
-        xp.copyto(G_oa, cache.o_s)
-    if label_smoothing:
-        G_oa -= label_smoothing / G_oa.shape[1]
-        G_oa[rows, y] -= 1 - label_smoothing
-    else:
-        G_oa[rows, y] -= 1
-    weights = _row_weights(K, sample_weight, G_oa.dtype)
+    G = _output_delta(output, cache, T, K, work, label_smoothing)
+    weights = _row_weights(K, sample_weight, G.dtype)
     if sample_weight is None:
-        G_oa *= scale * weights
+        G *= scale * weights
     else:
-        G_oa *= (scale * weights)[:, None]
-    h_d = cache.h_d if cache.h_d is not None else cache.h_s
+        G *= (scale * weights)[:, None]
     grads = work.grads if work is not None else {}
-    # G_hs = G_oa W2 (through the dropout mask), then G_ha = G_hs * g'(H_a),
-    # all in the same array
-    G_ha = xp.matmul(G_oa, params["W2"], out=None if work is None else work.G_hs[:K])
-    if mask_h is not None:
-        G_ha *= mask_h
-    act.backprop_inplace(activation, cache.h_a, cache.h_s, G_ha)
-    grads["W1"] = xp.matmul(G_ha.T, X, out=grads.get("W1"))
-    grads["b1"] = xp.sum(G_ha, axis=0, out=grads.get("b1"))
-    grads["W2"] = xp.matmul(G_oa.T, h_d, out=grads.get("W2"))
-    grads["b2"] = xp.sum(G_oa, axis=0, out=grads.get("b2"))
+    n_layers = len(cache.layers) + 1
+    for l in range(n_layers, 0, -1):
+        below = X if l == 1 else cache.layers[l - 2].h_d  # what layer l saw
+        grads[f"W{l}"] = xp.matmul(G.T, below, out=grads.get(f"W{l}"))
+        grads[f"b{l}"] = xp.sum(G, axis=0, out=grads.get(f"b{l}"))
+        if l == 1:
+            break
+        # G^(l-1) = (G^(l) Wl) * mask * g'(H_a^(l-1)), all in one array
+        layer = cache.layers[l - 2]
+        G = xp.matmul(G, params[f"W{l}"], out=None if work is None else work.G_h[l - 2][:K])
+        if masks is not None and masks[l - 2] is not None:
+            G *= masks[l - 2]
+        act.backprop_inplace(activation, layer.h_a, layer.h_s, G)
     if penalty is not None and not penalty.is_zero:
-        for weight in ("W1", "W2"):
-            penalty.add_grad(weight, params[weight], grads[weight], scale=scale,
-                             scratch=None if work is None else work.scratch[weight])
+        for l in range(1, n_layers + 1):
+            name = f"W{l}"
+            penalty.add_grad(name, params[name], grads[name], scale=scale,
+                             scratch=None if work is None else work.scratch[name])
     return grads
 
 
@@ -244,42 +365,63 @@ class Workspace:
 
     Parameters
     ----------
-    d, d_h, m : the net's sizes
+    sizes : (d, d_1, ..., d_L, m), the net's layer sizes
     K : the largest minibatch; smaller ones use leading slices
     dtype : the net's dtype
+    output : the net's output; it decides the targets' buffer
     xp : the array module that allocates them: NumPy, or CuPy for a GPU
 
     Attributes
     ----------
-    X : (K, d) the gathered minibatch; y : (K,) its classes
-    h_a, h_s, h_d, G_hs : (K, d_h); o_a, o_s, G_oa : (K, m)
-    grads : "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,)
-    scratch : "W1" (d_h, d), "W2" (m, d_h), for the penalty's gradient
+    X : (K, d) the gathered minibatch; y : its targets, (K,) int64 classes
+        for softmax, else (K, m)
+    layers : per hidden layer l, h_a, h_s, h_d (K, d_l); G_h : the deltas (K, d_l)
+    o_a, o_s, G_oa : (K, m)
+    grads : each parameter's shape
+    scratch : each weight matrix's shape, for the penalty's gradient
     """
 
-    def __init__(self, d: int, d_h: int, m: int, K: int, dtype, xp=np) -> None:
+    def __init__(self, sizes, K: int, dtype, output: str = "softmax", xp=np) -> None:
         e = xp.empty
+        d, *hidden, m = sizes
         self.X = e((K, d), dtype)
-        self.y = e(K, np.int64)
-        self.h_a, self.h_s, self.G_hs = e((K, d_h), dtype), e((K, d_h), dtype), e((K, d_h), dtype)
-        self.h_d = e((K, d_h), dtype)  # the hidden layer after dropout
+        self.y = e(K, np.int64) if output == "softmax" else e((K, m), dtype)
+        self.layers = [Hidden(e((K, n), dtype), e((K, n), dtype), e((K, n), dtype))
+                       for n in hidden]
+        self.G_h = [e((K, n), dtype) for n in hidden]
         self.o_a, self.o_s, self.G_oa = e((K, m), dtype), e((K, m), dtype), e((K, m), dtype)
-        self.grads = {"W1": e((d_h, d), dtype), "b1": e(d_h, dtype),
-                      "W2": e((m, d_h), dtype), "b2": e(m, dtype)}
+        shapes = _shapes(sizes)
+        self.grads = {k: e(v, dtype) for k, v in shapes.items()}
+        self._weight_shapes = {k: v for k, v in shapes.items() if k.startswith("W")}
         self._scratch: dict[str, np.ndarray] | None = None
-        self._shapes = {"W1": (d_h, d), "W2": (m, d_h)}
+        self._caches: dict[int, Cache] = {}
         self._dtype = dtype
         self._xp = xp
 
     @property
     def scratch(self) -> dict[str, np.ndarray]:
         if self._scratch is None:  # only a penalized fit needs it
-            self._scratch = {k: self._xp.empty(v, self._dtype) for k, v in self._shapes.items()}
+            self._scratch = {k: self._xp.empty(v, self._dtype)
+                             for k, v in self._weight_shapes.items()}
         return self._scratch
 
     def cache(self, k: int) -> Cache:
         """Views of the forward buffers for a minibatch of k <= K examples."""
-        return Cache(self.h_a[:k], self.h_s[:k], self.o_a[:k], self.o_s[:k], self.h_d[:k])
+        cache = self._caches.get(k)
+        if cache is None:
+            cache = self._caches[k] = Cache(
+                tuple(Hidden(h.h_a[:k], h.h_s[:k], h.h_d[:k]) for h in self.layers),
+                self.o_a[:k], self.o_s[:k])
+        return cache
+
+
+def _shapes(sizes) -> dict[str, tuple[int, ...]]:
+    """Each parameter's shape for layer sizes (d, d_1, ..., d_L, m)."""
+    out = {}
+    for l in range(1, len(sizes)):
+        out[f"W{l}"] = (sizes[l], sizes[l - 1])
+        out[f"b{l}"] = (sizes[l],)
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -299,42 +441,74 @@ def _check_dtype(dtype) -> np.dtype:
 
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+    return validate.number(name, value, low=minimum, integer=True)
+
+
+def _real_array(name: str, value, dtype=None) -> np.ndarray:
+    """``value`` as an array of real numbers (bools count), or a TypeError."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be an array of numbers, got a string")
+    arr = np.asarray(value)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
+    ) or np.iscomplexobj(arr):
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr if dtype is None else arr.astype(dtype, copy=False)
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    # A NaN or inf anywhere makes the sum non-finite, so one fast reduction
+    # clears the common case; only a non-finite sum (which finite values can
+    # also give, by overflow) needs the elementwise test.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = arr.sum()
+    return bool(np.isfinite(total) or np.all(np.isfinite(arr)))
+
+
+_PARAM = re.compile(r"[Wb][1-9][0-9]*")
 
 
 class MLP:
-    """One hidden layer of d_h units with activation g, and m softmax outputs.
+    """L hidden layers with one activation g, and m outputs of one of three kinds.
 
     Parameters
     ----------
     d : int >= 1
         Number of inputs.
-    d_h : int >= 1
-        Number of hidden units.
-    m : int >= 2
-        Number of classes.
+    d_h : int >= 1, or a sequence of them
+        The size of the hidden layer, or of each hidden layer in order:
+        ``MLP(784, 512, 10)`` is the seed's net, ``MLP(784, (512, 256), 10)``
+        has two hidden layers.
+    m : int
+        Number of outputs: classes for softmax (>= 2), independent labels
+        for logistic (1 for a two-class problem), targets for identity.
     activation : str
-        One of ``relu`` (alias ``rect``), ``sigmoid`` (alias ``logistic``),
-        ``tanh``, ``softplus``, ``abs``, ``sign``, ``identity``.
+        The hidden layers' activation: ``relu`` (alias ``rect``), ``sigmoid``
+        (alias ``logistic``), ``tanh``, ``softplus``, ``abs``, ``sign``,
+        ``identity``.
+    output : "softmax" (default), "logistic" or "identity"
+        The output/loss pair: softmax with cross-entropy (classes),
+        logistic with binary cross-entropy (two classes on one unit, or
+        multilabel), identity with half squared error (regression).
     dtype : "float64" or "float32"
     seed : int, numpy.random.Generator or None
         Seeds the initialization.
 
     Attributes
     ----------
-    W1 : (d_h, d), b1 : (d_h,), W2 : (m, d_h), b2 : (m,)
+    hidden : tuple of the hidden layers' sizes (d_1, ..., d_L)
+    L : the number of hidden layers
+    W1 : (d_1, d), b1 : (d_1,), ..., W{L+1} : (m, d_L), b{L+1} : (m,)
+    d_h : the hidden size for one hidden layer (an int), else ``hidden``
 
     Notes
     -----
-    Weights are drawn uniformly in [-a, a]: a = sqrt(6 / d) for W1 under rect
-    (He: keeps the variance of h_a steady although rect zeroes half of it),
-    a = sqrt(6 / (d + d_h)) otherwise (Glorot), and a = sqrt(6 / (d_h + m))
-    for W2. Biases start at zero. The draws are made in float64 and then
-    cast, so a float32 and a float64 net with the same seed agree.
+    Weights are drawn uniformly in [-a, a], layer after layer from one
+    generator: a = sqrt(6 / fan_in) for a hidden layer under rect (He: keeps
+    the variance of h_a steady although rect zeroes half of it), and
+    a = sqrt(6 / (fan_in + fan_out)) otherwise (Glorot) and for the output
+    layer. Biases start at zero. The draws are made in float64 and then cast,
+    so a float32 and a float64 net with the same seed agree.
 
     Examples
     --------
@@ -343,81 +517,129 @@ class MLP:
     17
     >>> float(net.predict_proba(np.array([[0.5, -1.0]])).sum())
     1.0
+    >>> deep = MLP(4, (8, 6), 3, seed=0)
+    >>> deep.param_names, deep.W2.shape, deep.n_params
+    (('W1', 'b1', 'W2', 'b2', 'W3', 'b3'), (6, 8), 115)
     """
 
     def __init__(
         self,
         d: int,
-        d_h: int,
+        d_h: int | tuple[int, ...],
         m: int,
         *,
         activation: str = "relu",
+        output: str = "softmax",
         dtype: str = "float64",
         seed: int | np.random.Generator | None = None,
     ) -> None:
-        self.d = _check_positive_int("d", d)
-        self.d_h = _check_positive_int("d_h", d_h)
-        self.m = _check_positive_int("m", m, minimum=2)
-        self.activation = act.resolve(activation)
-        self.dtype = _check_dtype(dtype)
+        self._setup(d, d_h, m, activation, output, dtype)
         rng = np.random.default_rng(seed)
-        fan1 = self.d if self.activation == "relu" else self.d + self.d_h
-        a1 = np.sqrt(6.0 / fan1)
-        a2 = np.sqrt(6.0 / (self.d_h + self.m))
-        self.W1 = rng.uniform(-a1, a1, size=(self.d_h, self.d)).astype(self.dtype)
-        self.b1 = np.zeros(self.d_h, dtype=self.dtype)
-        self.W2 = rng.uniform(-a2, a2, size=(self.m, self.d_h)).astype(self.dtype)
-        self.b2 = np.zeros(self.m, dtype=self.dtype)
+        params = {}
+        for l in range(1, self.L + 2):
+            n_out, n_in = self.sizes[l], self.sizes[l - 1]
+            he = self.activation == "relu" and l <= self.L
+            a = np.sqrt(6.0 / (n_in if he else n_in + n_out))
+            params[f"W{l}"] = rng.uniform(-a, a, size=(n_out, n_in)).astype(self.dtype)
+            params[f"b{l}"] = np.zeros(n_out, dtype=self.dtype)
+        object.__setattr__(self, "_params", {k: params[k] for k in self.param_names})
         #: What a model file carries besides the arrays (history, settings).
         self.meta: dict = {}
 
+    def _setup(self, d, d_h, m, activation, output, dtype) -> None:
+        """Check and set the architecture (everything but the parameters)."""
+        self.d = _check_positive_int("d", d)
+        self.hidden = validate.hidden_sizes(d_h)
+        self.output = validate.choice("output", output, OUTPUTS)
+        self.m = _check_positive_int("m", m, minimum=2 if self.output == "softmax" else 1)
+        self.activation = act.resolve(activation)
+        self.dtype = _check_dtype(dtype)
+
+    # -- architecture -------------------------------------------------------
+
+    @property
+    def L(self) -> int:
+        """The number of hidden layers."""
+        return len(self.hidden)
+
+    @property
+    def d_h(self) -> int | tuple[int, ...]:
+        """The hidden layer's size (an int) for one hidden layer, else the
+        tuple of sizes."""
+        return self.hidden[0] if self.L == 1 else self.hidden
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """(d, d_1, ..., d_L, m)."""
+        return (self.d, *self.hidden, self.m)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """("W1", "b1", ..., "W{L+1}", "b{L+1}")."""
+        return param_names(self.L + 1)
+
+    def spec(self) -> dict:
+        """The architecture as plain JSON: sizes, activation, output, dtype."""
+        return {"d": self.d, "hidden": list(self.hidden), "m": self.m,
+                "activation": self.activation, "output": self.output,
+                "dtype": self.dtype.name}
+
     # -- parameters ---------------------------------------------------------
+
+    def __getattr__(self, name: str):
+        params = self.__dict__.get("_params")
+        if params is not None and name in params:
+            return params[name]
+        raise AttributeError(f"'MLP' object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value) -> None:
+        if _PARAM.fullmatch(name) and name in self.__dict__.get("_params", {}):
+            self.params = {**self.params, name: value}
+        else:
+            object.__setattr__(self, name, value)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """The shape of each parameter by name."""
-        return {
-            "W1": (self.d_h, self.d),
-            "b1": (self.d_h,),
-            "W2": (self.m, self.d_h),
-            "b2": (self.m,),
-        }
+        return _shapes(self.sizes)
 
     @property
     def params(self) -> dict[str, np.ndarray]:
-        """The four parameter arrays by name (the arrays themselves, not copies).
+        """The parameter arrays by name (the arrays themselves, not copies).
 
-        Assigning a dict replaces them, after checking every name, shape and
-        value; a failed assignment changes nothing.
+        Assigning a dict copies its values into these arrays, after checking
+        every name, shape and value: a failed assignment changes nothing, and
+        any outside reference to ``net.W1`` stays valid.
         """
-        return {"W1": self.W1, "b1": self.b1, "W2": self.W2, "b2": self.b2}
+        return dict(self._params)
 
     @params.setter
     def params(self, new: dict[str, np.ndarray]) -> None:
         if not isinstance(new, dict):
             raise TypeError(f"params must be a dict of arrays, got {type(new).__name__}")
-        missing = [k for k in PARAM_NAMES if k not in new]
-        extra = [k for k in new if k not in PARAM_NAMES]
+        names = self.param_names
+        missing = [k for k in names if k not in new]
+        extra = [k for k in new if k not in names]
         if missing or extra:
             raise ValueError(
-                f"params must have exactly the keys W1, b1, W2, b2; "
+                f"params must have exactly the keys {', '.join(names)}; "
                 f"missing {missing or 'none'}, unexpected {extra or 'none'}"
             )
         checked = {}
         for name, shape in self.shapes().items():
-            arr = np.asarray(new[name])
+            arr = _real_array(f"params[{name!r}]", new[name])
             if arr.shape != shape:
                 raise ValueError(f"params[{name!r}] must have shape {shape}, got {arr.shape}")
-            if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-                raise TypeError(f"params[{name!r}] must be real numbers, got dtype {arr.dtype}")
-            if not np.all(np.isfinite(arr)):
+            if not _all_finite(arr):
                 raise ValueError(f"params[{name!r}] holds NaN or inf")
             checked[name] = np.array(arr, dtype=self.dtype, copy=True)
-        self.W1, self.b1, self.W2, self.b2 = (checked[k] for k in PARAM_NAMES)
+        for name, arr in checked.items():
+            self._params[name][...] = arr
 
     @property
     def n_params(self) -> int:
-        """d_h (d + 1) + m (d_h + 1): the weights plus one bias per unit."""
-        return self.d_h * (self.d + 1) + self.m * (self.d_h + 1)
+        """sum_l d_l (d_{l-1} + 1): the weights plus one bias per unit."""
+        sizes = self.sizes
+        return sum(sizes[l] * (sizes[l - 1] + 1) for l in range(1, len(sizes)))
 
     def copy(self) -> MLP:
         """A deep copy: changing it leaves this net alone."""
@@ -428,26 +650,20 @@ class MLP:
         dt = _check_dtype(dtype)
         new = self.copy()
         new.dtype = dt
-        new.W1, new.b1, new.W2, new.b2 = (p.astype(dt) for p in self.params.values())
+        object.__setattr__(new, "_params", {k: p.astype(dt) for k, p in self._params.items()})
         return new
 
     def __repr__(self) -> str:
-        return (
-            f"MLP(d={self.d}, d_h={self.d_h}, m={self.m}, "
-            f"activation={self.activation!r}, dtype={self.dtype.name!r})"
-        )
+        d_h = self.d_h if self.L == 1 else self.hidden
+        out = "" if self.output == "softmax" else f", output={self.output!r}"
+        return (f"MLP(d={self.d}, d_h={d_h}, m={self.m}, activation={self.activation!r}"
+                f"{out}, dtype={self.dtype.name!r})")
 
     # -- input checks -------------------------------------------------------
 
     def check_X(self, X) -> np.ndarray:
         """X as a (K, d) array of this net's dtype, or a ValueError/TypeError."""
-        if isinstance(X, (str, bytes)):
-            raise TypeError("X must be an array of numbers, got a string")
-        arr = np.asarray(X)
-        if arr.dtype == object or not (
-            np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
-        ) or np.iscomplexobj(arr):
-            raise TypeError(f"X must hold real numbers, got dtype {arr.dtype}")
+        arr = _real_array("X", X)
         if arr.ndim != 2:
             raise ValueError(
                 f"X must be 2-D with shape (K, {self.d}), one example per row; "
@@ -460,17 +676,43 @@ class MLP:
                 f"X has {arr.shape[1]} features per example; this net expects d = {self.d}"
             )
         arr = np.asarray(arr, dtype=self.dtype)
-        # A NaN or inf anywhere makes the sum non-finite, so one fast reduction
-        # clears the common case; only a non-finite sum (which finite values
-        # can also give, by overflow) needs the elementwise test.
-        with np.errstate(over="ignore", invalid="ignore"):
-            total = arr.sum()
-        if not np.isfinite(total) and not np.all(np.isfinite(arr)):
+        if not _all_finite(arr):
             raise ValueError("X contains NaN or inf; every input must be finite")
         return arr
 
     def check_y(self, y, K: int) -> np.ndarray:
-        """y as a (K,) int64 array of classes in [0, m), or a ValueError/TypeError."""
+        """The targets of K examples, checked for this net's output.
+
+        Returns
+        -------
+        softmax : (K,) int64 classes in [0, m)
+        logistic : (K, m) targets in [0, 1], in the net's dtype; y may be
+            (K,) when m = 1
+        identity : (K, m) finite targets, in the net's dtype; y may be (K,)
+            when m = 1
+
+        Raises a ValueError/TypeError that says what was expected.
+        """
+        if self.output == "softmax":
+            return self._check_classes(y, K)
+        arr = _real_array("y", y)
+        if arr.ndim == 1 and self.m == 1:
+            arr = arr[:, None]
+        expected = f"({K}, {self.m})" + (f" or ({K},)" if self.m == 1 else "")
+        if arr.ndim != 2 or arr.shape[1] != self.m:
+            raise ValueError(f"y must have shape {expected} for {self.m} {self.output} "
+                             f"outputs, got shape {np.shape(y)}")
+        if arr.shape[0] != K:
+            raise ValueError(f"len(y) = {arr.shape[0]} but X has {K} examples; they must match")
+        arr = np.asarray(arr, dtype=self.dtype)
+        if not _all_finite(arr):
+            raise ValueError("y contains NaN or inf; every target must be finite")
+        if self.output == "logistic" and arr.size and (arr.min() < 0 or arr.max() > 1):
+            raise ValueError(f"y must hold targets in [0, 1] (0/1 labels) for logistic "
+                             f"outputs; got values from {arr.min():g} to {arr.max():g}")
+        return arr
+
+    def _check_classes(self, y, K: int) -> np.ndarray:
         arr = np.asarray(y)
         if arr.ndim != 1:
             raise ValueError(f"y must be 1-D with shape ({K},), got shape {arr.shape}")
@@ -488,13 +730,39 @@ class MLP:
             )
         return out
 
-    @staticmethod
-    def check_penalty(penalty) -> ElasticNet | None:
-        if penalty is None or isinstance(penalty, ElasticNet):
-            return penalty
-        raise TypeError(f"penalty must be an ElasticNet or None, got {type(penalty).__name__}")
+    def check_penalty(self, penalty) -> ElasticNet | None:
+        """``penalty`` if it is None or an ElasticNet for this net's weight
+        matrices; a TypeError/ValueError otherwise."""
+        if penalty is None:
+            return None
+        if not isinstance(penalty, ElasticNet):
+            raise TypeError(f"penalty must be an ElasticNet or None, got "
+                            f"{type(penalty).__name__}")
+        return penalty.check_depth(self.L + 1)
 
-    # -- the math -----------------------------------------------------------
+    def check_masks(self, mask_h, K: int) -> tuple | None:
+        """The hidden dropout masks as a tuple of L arrays (K, d_l) (or None
+        entries): ``mask_h`` is one array for one hidden layer, or a sequence
+        of L arrays (or None) for L layers."""
+        if mask_h is None:
+            return None
+        masks = (mask_h,) if (self.L == 1 and not isinstance(mask_h, (list, tuple))) else mask_h
+        if not isinstance(masks, (list, tuple)) or len(masks) != self.L:
+            raise ValueError(f"mask_h must be a sequence of {self.L} masks, one per hidden "
+                             f"layer, got {type(mask_h).__name__}")
+        out = []
+        for l, mask in enumerate(masks, start=1):
+            out.append(None if mask is None else self._check_mask(
+                "mask_h" if self.L == 1 else f"mask_h[{l - 1}]", mask, (K, self.hidden[l - 1])))
+        return tuple(out)
+
+    def _check_mask(self, name: str, mask, shape) -> np.ndarray:
+        arr = _real_array(name, mask, self.dtype)
+        if arr.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+            raise ValueError(f"{name} must hold finite values >= 0")
+        return arr
 
     def check_options(self, K: int, *, mask_in=None, mask_h=None, label_smoothing=0.0,
                       sample_weight=None) -> dict:
@@ -504,30 +772,25 @@ class MLP:
         ----------
         K : the minibatch size
         mask_in : (K, d) input dropout mask (0 or 1 / (1 - rate)), or None
-        mask_h : (K, d_h) hidden dropout mask, or None
-        label_smoothing : float in [0, 1)
+        mask_h : the hidden dropout masks (see :meth:`check_masks`), or None
+        label_smoothing : float in [0, 1); softmax and logistic outputs only
         sample_weight : (K,) weights >= 0 with a positive sum, or None
+
+        Returns
+        -------
+        dict of mask_in, masks (tuple or None), label_smoothing, sample_weight
         """
-        out = {}
-        for name, mask, shape in (("mask_in", mask_in, (K, self.d)),
-                                  ("mask_h", mask_h, (K, self.d_h))):
-            if mask is None:
-                out[name] = None
-                continue
-            arr = np.asarray(mask, dtype=self.dtype)
-            if arr.shape != shape:
-                raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
-            if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-                raise ValueError(f"{name} must hold finite values >= 0")
-            out[name] = arr
-        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
-                or not 0 <= label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
-        out["label_smoothing"] = float(label_smoothing)
+        out = {"mask_in": None if mask_in is None else
+               self._check_mask("mask_in", mask_in, (K, self.d)),
+               "masks": self.check_masks(mask_h, K)}
+        out["label_smoothing"] = validate.rate("label_smoothing", label_smoothing)
+        if out["label_smoothing"] and self.output == "identity":
+            raise ValueError("label_smoothing applies to class targets (softmax and logistic "
+                             "outputs), not to identity outputs")
         if sample_weight is None:
             out["sample_weight"] = None
         else:
-            w = np.asarray(sample_weight, dtype=np.float64)
+            w = _real_array("sample_weight", sample_weight, np.float64)
             if w.shape != (K,):
                 raise ValueError(f"sample_weight must have shape ({K},), got {w.shape}")
             if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
@@ -536,19 +799,20 @@ class MLP:
             out["sample_weight"] = w.astype(self.dtype)
         return out
 
+    # -- the math -----------------------------------------------------------
+
     def fprop(self, X, *, mask_h=None) -> Cache:
         """Forward pass on a minibatch X, shape (K, d).
 
-        ``mask_h`` is an optional (K, d_h) hidden dropout mask (see
-        :func:`forward`).
+        ``mask_h`` is an optional hidden dropout mask (see :meth:`check_masks`).
 
         Returns
         -------
-        Cache of h_a (K, d_h), h_s (K, d_h), o_a (K, m), o_s (K, m), h_d (K, d_h)
+        Cache of each hidden layer's h_a, h_s, h_d (K, d_l), o_a (K, m), o_s (K, m)
         """
         X = self.check_X(X)
-        opts = self.check_options(X.shape[0], mask_h=mask_h)
-        return forward(self.params, X, self.activation, mask_h=opts["mask_h"])
+        masks = self.check_masks(mask_h, X.shape[0])
+        return forward(self._params, X, self.activation, self.output, masks=masks)
 
     def bprop(self, cache: Cache, X, y, penalty: ElasticNet | None = None, *, mask_h=None,
               label_smoothing: float = 0.0, sample_weight=None) -> dict[str, np.ndarray]:
@@ -558,13 +822,13 @@ class MLP:
         ----------
         cache : Cache from ``fprop(X, mask_h=mask_h)``
         X : (K, d)
-        y : (K,) integer classes in [0, m)
+        y : the targets (see :meth:`check_y`)
         penalty : ElasticNet or None
         mask_h, label_smoothing, sample_weight : see :meth:`loss_and_grads`
 
         Returns
         -------
-        dict with "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,)
+        dict of each parameter's gradient, the shape of the parameter
         """
         X = self.check_X(X)
         y = self.check_y(y, X.shape[0])
@@ -572,9 +836,11 @@ class MLP:
         opts = self.check_options(X.shape[0], mask_h=mask_h, label_smoothing=label_smoothing,
                                   sample_weight=sample_weight)
         opts.pop("mask_in")
-        if not isinstance(cache, Cache) or cache.h_a.shape != (X.shape[0], self.d_h):
+        if (not isinstance(cache, Cache) or len(cache.layers) != self.L
+                or cache.o_a.shape != (X.shape[0], self.m)):
             raise ValueError("cache must be the Cache that fprop returned for this X")
-        return backward(self.params, cache, X, y, self.activation, penalty, **opts)
+        return backward(self._params, cache, X, y, self.activation, self.output, penalty,
+                        **opts)
 
     def _inputs(self, X, y, penalty, options: dict):
         X = self.check_X(X)
@@ -587,13 +853,13 @@ class MLP:
         return X, y, penalty, opts
 
     def loss(self, X, y, penalty: ElasticNet | None = None, **options) -> float:
-        """The minibatch loss: mean cross-entropy over the K examples of X
-        (K, d) plus the penalty. ``options`` are those of :meth:`loss_and_grads`."""
+        """The minibatch loss: the mean loss over the K examples of X (K, d)
+        plus the penalty. ``options`` are those of :meth:`loss_and_grads`."""
         X, y, penalty, opts = self._inputs(X, y, penalty, options)
-        o_a = forward(self.params, X, self.activation, mask_h=opts["mask_h"]).o_a
-        value = cross_entropy(o_a, y, label_smoothing=opts["label_smoothing"],
-                              sample_weight=opts["sample_weight"])
-        return value + (penalty.value(self.params) if penalty is not None else 0.0)
+        o_a = forward(self._params, X, self.activation, self.output, masks=opts["masks"]).o_a
+        value = data_loss(self.output, o_a, y, label_smoothing=opts["label_smoothing"],
+                          sample_weight=opts["sample_weight"])
+        return value + (penalty.value(self._params) if penalty is not None else 0.0)
 
     def loss_and_grads(
         self, X, y, penalty: ElasticNet | None = None, method: str = "matrix", *,
@@ -604,20 +870,24 @@ class MLP:
         Parameters
         ----------
         X : (K, d)
-        y : (K,) integer classes in [0, m)
+        y : (K,) integer classes in [0, m) for softmax outputs; (K,) 0/1 (one
+            unit) or a (K, m) 0/1 matrix for logistic; a (K, m) float matrix
+            for identity (see :meth:`check_y`)
         penalty : ElasticNet or None
         method : "matrix" (the fast path) or "loop" (the reference: one
             example at a time, as in the derivation, then averaged)
         mask_in : optional (K, d) input dropout mask, already scaled (0 or
             1 / (1 - rate)); the net sees X * mask_in
-        mask_h : optional (K, d_h) hidden dropout mask, already scaled
-        label_smoothing : eps in [0, 1); the target is (1 - eps) onehot + eps / m
+        mask_h : optional hidden dropout masks, already scaled: one (K, d_h)
+            array for one hidden layer, or a sequence of L arrays (K, d_l)
+        label_smoothing : eps in [0, 1): the softmax target is
+            (1 - eps) onehot + eps / m, the logistic one (1 - eps) t + eps / 2
         sample_weight : optional (K,) weights; the loss is then the weighted mean
 
         Returns
         -------
-        loss : float, the mean cross-entropy plus the penalty
-        grads : dict with "W1" (d_h, d), "b1" (d_h,), "W2" (m, d_h), "b2" (m,)
+        loss : float, the mean loss plus the penalty
+        grads : dict of each parameter's gradient, the shape of the parameter
         """
         if method not in _METHODS:
             raise ValueError(f"method must be 'matrix' or 'loop', got {method!r}")
@@ -626,77 +896,103 @@ class MLP:
             sample_weight=sample_weight))
         if method == "loop":
             return _loss_and_grads_loop(self, X, y, penalty, **opts)
-        cache = forward(self.params, X, self.activation, mask_h=opts["mask_h"])
-        value = cross_entropy(cache.o_a, y, label_smoothing=opts["label_smoothing"],
-                              sample_weight=opts["sample_weight"])
+        cache = forward(self._params, X, self.activation, self.output, masks=opts["masks"])
+        value = data_loss(self.output, cache.o_a, y, label_smoothing=opts["label_smoothing"],
+                          sample_weight=opts["sample_weight"])
         if penalty is not None:
-            value += penalty.value(self.params)
-        return value, backward(self.params, cache, X, y, self.activation, penalty, **opts)
+            value += penalty.value(self._params)
+        return value, backward(self._params, cache, X, y, self.activation, self.output,
+                               penalty, **opts)
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities o_s, shape (n, m), for X of shape (n, d)."""
-        return forward(self.params, self.check_X(X), self.activation).o_s
+        """o_s, shape (n, m), for X of shape (n, d): class probabilities for
+        softmax, each label's probability for logistic. Identity outputs
+        have none (a ValueError): use :meth:`predict`."""
+        if self.output == "identity":
+            raise ValueError("an identity-output (regression) net has no probabilities; "
+                             "predict gives its outputs")
+        return forward(self._params, self.check_X(X), self.activation, self.output).o_s
 
     def predict(self, X) -> np.ndarray:
-        """The most probable class of each row of X (n, d), shape (n,), int64."""
-        o_a = forward(self.params, self.check_X(X), self.activation).o_a
-        return o_a.argmax(axis=1).astype(np.int64)
+        """Predictions for the rows of X (n, d).
+
+        softmax: the most probable class, (n,) int64. logistic: 0/1 for each
+        unit with o_s > 1/2, (n,) int64 for one unit, else (n, m). identity:
+        the outputs o_s, (n, m) in the net's dtype.
+        """
+        o_a = forward(self._params, self.check_X(X), self.activation, self.output).o_a
+        if self.output == "softmax":
+            return o_a.argmax(axis=1).astype(np.int64)
+        if self.output == "logistic":
+            labels = (o_a > 0).astype(np.int64)
+            return labels[:, 0] if self.m == 1 else labels
+        return o_a
 
     # -- model files --------------------------------------------------------
 
     def save(self, path: str | os.PathLike, **meta) -> None:
         """Write the net to ``path`` as ``.npz``, atomically.
 
-        The archive holds W1, b1, W2 and b2 and one more array, ``metadata``:
-        a JSON text with the sizes, activation, dtype, handprop's version, the
-        sha256 of each array, and ``self.meta`` updated with ``meta`` (for
-        instance ``history=...``, ``settings=...``; values must be JSON).
+        The archive holds every parameter array and one more, ``metadata``: a
+        JSON text with the layer sizes, activation, output, dtype, handprop's
+        version, the sha256 of each array, and ``self.meta`` updated with
+        ``meta`` (for instance ``history=...``, ``settings=...``; values must
+        be JSON).
         """
-        from . import __version__
-
-        header = {
-            "handprop_version": __version__,
-            "d": self.d, "d_h": self.d_h, "m": self.m,
-            "activation": self.activation,
-            "dtype": self.dtype.name,
-            "meta": {**self.meta, **meta},
-        }
-        write_archive(path, self.params, header, kind=MODEL_FORMAT,
+        header = {"handprop_version": __version__, **self.spec(),
+                  "meta": {**self.meta, **meta}}
+        write_archive(path, self._params, header, kind=MODEL_FORMAT,
                       version=MODEL_FORMAT_VERSION)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MLP:
-        """Read a net written by :meth:`save`.
+        """Read a net written by :meth:`save`, by this version or an earlier one.
 
         The file is opened with ``allow_pickle=False``, so loading never runs
         code. A truncated file, a file that is not a handprop model, or one
         whose arrays do not match their recorded shapes and checksums raises
-        a ValueError that says which.
+        a ValueError that says which. The sizes the metadata declares are
+        checked against the arrays really stored before anything is allocated.
         """
-        arrays, header = read_archive(path, kind=MODEL_FORMAT, version=MODEL_FORMAT_VERSION,
-                                      names=set(PARAM_NAMES))
+        arrays, header = read_archive(path, kind=MODEL_FORMAT,
+                                      version=(1, MODEL_FORMAT_VERSION))
+        net = cls.__new__(cls)
         try:
-            net = cls(header["d"], header["d_h"], header["m"], activation=header["activation"],
-                      dtype=header["dtype"], seed=0)
+            if header["format_version"] == 1:  # one hidden layer, softmax outputs
+                hidden, output = header["d_h"], "softmax"
+            else:
+                hidden, output = header["hidden"], header["output"]
+            net._setup(header["d"], hidden, header["m"], header["activation"], output,
+                       header["dtype"])
+            meta = header.get("meta", {})
+            if not isinstance(meta, dict):
+                raise TypeError(f"meta must be a JSON object, got {type(meta).__name__}")
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: bad model metadata ({exc})") from None
-        for name, shape in net.shapes().items():
+        shapes = net.shapes()
+        if set(arrays) != set(shapes):
+            raise ValueError(f"{path}: the metadata declares arrays {', '.join(shapes)}; the "
+                             f"file holds {', '.join(sorted(arrays))}")
+        for name, shape in shapes.items():
             arr = arrays[name]
             if arr.shape != shape or arr.dtype != net.dtype:
                 raise ValueError(f"{path}: {name} has shape {arr.shape} and dtype {arr.dtype}; "
                                  f"the metadata says {shape} and {net.dtype}")
-        net.params = arrays
-        net.meta = header.get("meta", {})
+            if not _all_finite(arr):
+                raise ValueError(f"{path}: {name} holds NaN or inf")
+        object.__setattr__(net, "_params", {k: np.array(arrays[k]) for k in net.param_names})
+        net.meta = meta
         return net
 
 
 MODEL_FORMAT = "handprop-model"
-MODEL_FORMAT_VERSION = 1
+#: 1: one hidden layer, softmax (handprop 0.1); 2: any depth and output.
+MODEL_FORMAT_VERSION = 2
 
 
 def _loss_and_grads_loop(
-    net: MLP, X: np.ndarray, y: np.ndarray, penalty: ElasticNet | None, *,
-    mask_h: np.ndarray | None = None, label_smoothing: float = 0.0,
+    net: MLP, X: np.ndarray, T: np.ndarray, penalty: ElasticNet | None, *,
+    masks: tuple | None = None, label_smoothing: float = 0.0,
     sample_weight: np.ndarray | None = None,
 ) -> tuple[float, dict[str, np.ndarray]]:
     """The reference implementation: one example at a time, with vectors.
@@ -705,13 +1001,15 @@ def _loss_and_grads_loop(
     its own (it shares no code with :func:`forward` and :func:`backward` but
     the activation functions), so that agreement between the two paths is
     evidence that both are right. Input dropout has already been applied to X
-    by the caller; the hidden mask, label smoothing and sample weights are
+    by the caller; the hidden masks, label smoothing and sample weights are
     applied here, example by example.
     """
-    W1, b1, W2, b2 = net.W1, net.b1, net.W2, net.b2
+    n_layers = net.L + 1
+    W = {l: net._params[f"W{l}"] for l in range(1, n_layers + 1)}
+    b = {l: net._params[f"b{l}"] for l in range(1, n_layers + 1)}
     g = act.ACTIVATIONS[net.activation]
     g_prime = act.DERIVATIVES[net.activation]
-    K = X.shape[0]
+    K, m, eps = X.shape[0], net.m, label_smoothing
     # each example's share of the mean, in the dtype of X (a float64 factor
     # would silently turn a float32 loop into a float64 one)
     if sample_weight is None:
@@ -719,34 +1017,53 @@ def _loss_and_grads_loop(
     else:
         weight = (sample_weight / sample_weight.sum()).astype(X.dtype)
     total = 0.0
-    grads = {name: np.zeros_like(p) for name, p in net.params.items()}
+    grads = {name: np.zeros_like(p) for name, p in net._params.items()}
     for k in range(K):
-        x = X[k]  # (d,)
-        h_a = W1 @ x + b1  # (d_h,)
-        h_s = g(h_a)  # (d_h,)
-        h_d = h_s if mask_h is None else h_s * mask_h[k]  # (d_h,), after dropout
-        o_a = W2 @ h_d + b2  # (m,)
-        shifted = o_a - o_a.max()
-        o_s = np.exp(shifted) / np.exp(shifted).sum()  # (m,)
-        target = np.zeros(net.m, dtype=X.dtype)  # (m,): onehot, or smoothed
-        target[y[k]] = 1
-        target = (1 - label_smoothing) * target + label_smoothing / net.m
-        # -sum_j t_j log o_s[j] = log sum exp(shifted) - sum_j t_j shifted[j]
-        total += weight[k] * (np.log(np.exp(shifted).sum()) - target @ shifted)
-        grad_oa = weight[k] * (o_s - target)  # (m,)
-        grads["W2"] += np.outer(grad_oa, h_d)  # (m, d_h)
-        grads["b2"] += grad_oa  # (m,)
-        grad_hs = W2.T @ grad_oa  # (d_h,)
-        if mask_h is not None:
-            grad_hs = grad_hs * mask_h[k]
-        grad_ha = grad_hs * g_prime(h_a, h_s)  # (d_h,)
-        grads["W1"] += np.outer(grad_ha, x)  # (d_h, d)
-        grads["b1"] += grad_ha  # (d_h,)
+        # forward: h_s^(0) = x; h_a^(l) = W_l h^(l-1) + b_l, h_s^(l) = g(h_a^(l))
+        seen = [X[k]]  # (d,), then what each layer passes on, (d_l,)
+        h_as, h_ss = [None], [None]
+        for l in range(1, n_layers):
+            h_a = W[l] @ seen[-1] + b[l]  # (d_l,)
+            h_s = g(h_a)  # (d_l,)
+            mask = None if masks is None else masks[l - 1]
+            h_as.append(h_a)
+            h_ss.append(h_s)
+            seen.append(h_s if mask is None else h_s * mask[k])
+        o_a = W[n_layers] @ seen[-1] + b[n_layers]  # (m,)
+        if net.output == "softmax":
+            shifted = o_a - o_a.max()
+            o_s = np.exp(shifted) / np.exp(shifted).sum()  # (m,)
+            target = np.zeros(m, dtype=X.dtype)  # (m,): onehot, or smoothed
+            target[T[k]] = 1
+            target = (1 - eps) * target + eps / m
+            # -sum_j t_j log o_s[j] = log sum exp(shifted) - sum_j t_j shifted[j]
+            loss = np.log(np.exp(shifted).sum()) - target @ shifted
+        elif net.output == "logistic":
+            target = (1 - eps) * T[k] + eps / 2  # (m,)
+            e = np.exp(-np.abs(o_a))  # <= 1: never overflows
+            o_s = np.where(o_a >= 0, 1 / (1 + e), e / (1 + e))  # sigmoid, (m,)
+            # -t log o - (1 - t) log(1 - o) = max(a, 0) + log(1 + e^-|a|) - t a
+            loss = np.sum(np.maximum(o_a, 0) + np.log1p(e) - target * o_a)
+        else:
+            target = T[k]  # (m,)
+            o_s = o_a
+            loss = 0.5 * np.sum((o_a - target) ** 2)
+        total += weight[k] * loss
+        # backward: grad o_a = o_s - t, then layer by layer
+        grad = weight[k] * (o_s - target)  # (d_l,) for the layer at hand
+        for l in range(n_layers, 0, -1):
+            grads[f"W{l}"] += np.outer(grad, seen[l - 1])  # (d_l, d_{l-1})
+            grads[f"b{l}"] += grad  # (d_l,)
+            if l > 1:
+                grad_hs = W[l].T @ grad  # (d_{l-1},)
+                mask = None if masks is None else masks[l - 2]
+                if mask is not None:
+                    grad_hs = grad_hs * mask[k]
+                grad = grad_hs * g_prime(h_as[l - 1], h_ss[l - 1])  # (d_{l-1},)
     loss = total
     if penalty is not None:
-        for name, W in (("W1", W1), ("W2", W2)):
-            l1 = getattr(penalty, f"l1_{name}")
-            l2 = getattr(penalty, f"l2_{name}")
-            loss += l1 * np.sum(np.abs(W)) + l2 * np.sum(W * W)
-            grads[name] = grads[name] + l1 * np.sign(W) + 2 * l2 * W
+        for l in range(1, n_layers + 1):
+            l1, l2 = penalty.lambdas(f"W{l}")
+            loss += l1 * np.sum(np.abs(W[l])) + l2 * np.sum(W[l] * W[l])
+            grads[f"W{l}"] = grads[f"W{l}"] + l1 * np.sign(W[l]) + 2 * l2 * W[l]
     return float(loss), grads

@@ -5,17 +5,21 @@ It keeps its state (velocities, moments) in arrays of the parameters' shapes,
 allocated once, and never reallocates the parameters, so that any outside
 reference to ``net.W1`` stays valid during training.
 
-The training loop asks the optimizer for ``grad_scale(lr)`` and has the
-backward pass return the gradients multiplied by it: SGD takes ``lr`` there,
-which folds the learning rate into the small (K, m) output delta and spares a
-pass over every (d_h, d) gradient; an optimizer that needs the raw gradient
-(Adam) returns 1.
+The one convention, stated here once: ``step(params, grads, lr, scale=s)``
+receives ``grads`` holding ``s`` times the gradients, for any s > 0 (1 by
+default), and divides it out where it must. ``grad_scale(lr)`` is the s
+that makes the update cheapest: the training step (:mod:`handprop.step`)
+asks for it and has the backward pass multiply the small (K, m) output delta
+by it. For SGD that is ``lr``, so that ``grads`` already holds ``lr g`` and
+the update is one subtraction, with no pass over each (d_l, d_{l-1})
+gradient to multiply it; Adam needs the gradient itself and asks for 1.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import validate
 from .backend import namespace
 
 __all__ = ["SGD", "Adam", "make_optimizer", "max_norm_", "OPTIMIZERS"]
@@ -43,30 +47,33 @@ class SGD:
     name = "sgd"
 
     def __init__(self, momentum: float = 0.0, nesterov: bool = False) -> None:
-        if not (isinstance(momentum, (int, float)) and 0 <= momentum < 1):
-            raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
+        momentum = validate.number("momentum", momentum, low=0, high=1, high_open=True)
+        nesterov = validate.flag("nesterov", nesterov)
         if nesterov and momentum == 0:
             raise ValueError("nesterov=True needs a momentum > 0")
-        self.momentum = float(momentum)
-        self.nesterov = bool(nesterov)
+        self.momentum = momentum
+        self.nesterov = nesterov
         self.velocity: dict[str, np.ndarray] = {}
         self._scratch: dict[str, np.ndarray] = {}
 
     def grad_scale(self, lr: float) -> float:
-        """What the gradients passed to :meth:`step` are multiplied by: ``lr``."""
+        """The scale of the gradients that makes :meth:`step` cheapest: ``lr``."""
         return lr
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
-             lr: float) -> None:
+             lr: float, *, scale: float = 1.0) -> None:
         """Update every array of ``params`` in place.
 
-        ``grads`` holds ``lr`` times the gradients (see :meth:`grad_scale`),
-        the shapes of the parameters. Every operation writes into an existing
-        array: no temporary of a parameter's size is allocated.
+        ``grads`` holds ``scale`` times the gradients, the shapes of the
+        parameters (see the module docstring). With ``scale == lr`` every
+        operation writes into an existing array: no temporary of a
+        parameter's size is allocated.
         """
         mu = self.momentum
         for name, p in params.items():
-            step = grads[name]  # lr g
+            step = grads[name]  # scale g
+            if scale != lr:  # make it lr g
+                step = step * (lr / scale)
             if mu == 0:
                 p -= step
                 continue
@@ -129,12 +136,9 @@ class Adam:
     name = "adam"
 
     def __init__(self, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8) -> None:
-        for label, value in (("beta1", beta1), ("beta2", beta2)):
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
-                raise ValueError(f"{label} must be a number in [0, 1), got {value!r}")
-        if not (isinstance(epsilon, (int, float)) and epsilon > 0):
-            raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")
-        self.beta1, self.beta2, self.epsilon = float(beta1), float(beta2), float(epsilon)
+        self.beta1 = validate.number("beta1", beta1, low=0, high=1, high_open=True)
+        self.beta2 = validate.number("beta2", beta2, low=0, high=1, high_open=True)
+        self.epsilon = validate.number("epsilon", epsilon, low=0, low_open=True)
         self.t = 0
         self.m: dict[str, np.ndarray] = {}
         self.v: dict[str, np.ndarray] = {}
@@ -145,13 +149,14 @@ class Adam:
         return 1.0
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
-             lr: float) -> None:
-        """Update every array of ``params`` in place, without temporaries."""
+             lr: float, *, scale: float = 1.0) -> None:
+        """Update every array of ``params`` in place, without temporaries
+        (with ``scale == 1``); ``grads`` holds ``scale`` times the gradients."""
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         lr_t = lr * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
         for name, p in params.items():
-            g = grads[name]
+            g = grads[name] if scale == 1 else grads[name] / scale
             xp = namespace(p)
             if name not in self.m:
                 self.m[name] = xp.zeros_like(p)

@@ -413,16 +413,19 @@ class SweepConfig:
     device: str = "cpu"
 
 
-def _fit_kwargs(p: dict) -> dict:
+def trial_settings(p: dict, seed: int):
+    """The RunSettings of a trial's hyper-parameters ``p``: the lambdas ``l1``
+    and ``l2`` apply to both weight matrices, on top of ``l1_W1`` ..."""
     from .penalty import ElasticNet
+    from .settings import RunSettings
 
-    return dict(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
-                momentum=p["momentum"] if p["optimizer"] == "sgd" else 0.0,
-                optimizer=p["optimizer"], schedule=p["schedule"], patience=p["patience"],
-                penalty=ElasticNet(p["l1"] + p["l1_W1"], p["l2"] + p["l2_W1"],
-                                   p["l1"] + p["l1_W2"], p["l2"] + p["l2_W2"]),
-                dropout=(p["dropout_in"], p["dropout_hidden"]), max_norm=p["max_norm"],
-                label_smoothing=p["label_smoothing"])
+    return RunSettings(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
+                       momentum=p["momentum"] if p["optimizer"] == "sgd" else 0.0,
+                       optimizer=p["optimizer"], schedule=p["schedule"], patience=p["patience"],
+                       penalty=ElasticNet(p["l1"] + p["l1_W1"], p["l2"] + p["l2_W1"],
+                                          p["l1"] + p["l1_W2"], p["l2"] + p["l2_W2"]),
+                       dropout=(p["dropout_in"], p["dropout_hidden"]), max_norm=p["max_norm"],
+                       label_smoothing=p["label_smoothing"], seed=seed)
 
 
 def train_params(p: dict, data, seed: int, on_epoch=None, device: str = "cpu"):
@@ -436,8 +439,8 @@ def train_params(p: dict, data, seed: int, on_epoch=None, device: str = "cpu"):
     m = max(int(max(y.max(), valid[1].max())) + 1, 2)
     net = MLP(X.shape[1], p["hidden"], m, activation=p["activation"], dtype="float32",
               seed=seed)
-    history = fit(net, X, y, valid=valid, seed=seed, progress=False, on_epoch=on_epoch,
-                  device=device, **_fit_kwargs(p))
+    history = fit(net, X, y, trial_settings(p, seed), valid=valid, progress=False,
+                  on_epoch=on_epoch, device=device)
     return net, history
 
 

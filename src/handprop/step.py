@@ -1,0 +1,359 @@
+"""The training step: the one place where a minibatch's math is wired.
+
+:class:`Step` takes minibatch b of an epoch through
+
+    gather -> forward (dropout masks) -> loss -> backward (+ penalty)
+           -> optimizer update -> max-norm
+
+and :meth:`Step.train_epoch` runs it over an epoch's minibatches. ``fit``
+(:mod:`handprop.training`) and the scikit-learn estimator's sgd and adam
+solvers train through it, and lbfgs minimizes :meth:`Step.objective`, the
+same forward, loss, penalty and backward on the whole training set. The
+tests in ``tests/test_step.py`` pin it: a few steps of ``fit`` and of the
+estimator must move the parameters exactly as an update computed
+independently from :meth:`handprop.MLP.loss_and_grads`.
+
+The speed tricks live here and nowhere else:
+
+- the minibatch is gathered with one ``take`` into buffers allocated once
+  (a :class:`handprop.network.Workspace`), as are every forward and backward
+  array and the gradients;
+- the backward pass returns ``scale`` times the gradients, where ``scale``
+  is what the optimizer asks for (``grad_scale``, the learning rate for
+  SGD): multiplying the (K, m) output delta is free, where multiplying each
+  gradient afterwards would be a pass over it. The optimizer is told the
+  scale and divides it out where it must (:mod:`handprop.optimizers`).
+
+Dropout masks are drawn on the CPU from the run's generator, for every
+minibatch: the input mask (K, d) first, when the input rate is not 0, then
+one mask (K, d_l) per hidden layer, in order, when the hidden rate is not 0.
+A GPU run therefore uses the very masks of a CPU run, and a resumed run those
+of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .backend import namespace
+from .network import MLP, Workspace, backward, count_errors, data_loss, forward
+from .optimizers import max_norm_
+from .penalty import ElasticNet
+
+__all__ = ["Step", "StepResult", "EpochTotals", "DropoutMasks", "dropout_mask"]
+
+
+def dropout_mask(rng: np.random.Generator, out: np.ndarray, rate: float) -> np.ndarray:
+    """Fill ``out`` with an inverted-dropout mask: 1 / (1 - rate) with
+    probability 1 - rate, else 0 (one ``rng.random`` draw per entry)."""
+    rng.random(dtype=out.dtype, out=out)
+    np.greater_equal(out, rate, out=out)  # 1.0 where kept, 0.0 where dropped
+    out *= 1 / (1 - rate)
+    return out
+
+
+class DropoutMasks:
+    """The dropout masks of each minibatch, drawn from ``rng`` into buffers
+    allocated once (see the module docstring for the order of the draws).
+
+    Parameters
+    ----------
+    rng : the run's generator
+    K : the largest minibatch
+    sizes : the net's (d, d_1, ..., d_L, m)
+    rates : (input rate, hidden rate)
+    dtype : the net's dtype
+    xp : where the masks are used: NumPy, or CuPy (each mask is then copied
+        over, k x d_l numbers per minibatch)
+    """
+
+    def __init__(self, rng: np.random.Generator, K: int, sizes, rates, dtype, xp=np) -> None:
+        self.rng, self.xp = rng, xp
+        self.rate_in, self.rate_h = rates
+        d, *hidden, _ = sizes
+        self.host_in = np.empty((K, d), dtype) if self.rate_in else None
+        self.host_h = [np.empty((K, n), dtype) for n in hidden] if self.rate_h else None
+
+    def _draw(self, host: np.ndarray, rate: float):
+        mask = dropout_mask(self.rng, host, rate)
+        return mask if self.xp is np else self.xp.asarray(mask)
+
+    def draw(self, k: int) -> tuple:
+        """(input mask (k, d) or None, tuple of L hidden masks (k, d_l) or None)."""
+        mask_in = self._draw(self.host_in[:k], self.rate_in) if self.rate_in else None
+        masks = (tuple(self._draw(h[:k], self.rate_h) for h in self.host_h)
+                 if self.rate_h else None)
+        return mask_in, masks
+
+
+class _Batches:
+    """The minibatches of an epoch, gathered (and distorted) into buffers.
+
+    Without augmentation each minibatch is one ``take`` into the workspace.
+    With it, a background thread prepares minibatch b + 1 (gather and
+    distortion, which NumPy and SciPy run without holding the GIL) while
+    minibatch b trains; each is distorted with a generator seeded by
+    (seed, epoch, b), so the result does not depend on the timing.
+
+    X (n, d) and T live where the workspace does (NumPy or CuPy arrays);
+    ``host_X`` is X in NumPy, which the distortions read.
+    """
+
+    def __init__(self, X, T, work: Workspace, augment, seed: int, host_X=None):
+        self.X, self.T, self.work, self.augment, self.seed = X, T, work, augment, seed
+        self.host_X = X if host_X is None else host_X
+        self.xp = namespace(X)
+        self.pool = None
+        self.pending = {}
+        self.order = self.order_dev = None
+
+    def open(self) -> None:
+        if self.augment is not None and self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handprop-augment")
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def start(self, epoch: int, order: np.ndarray, batch_size: int, first: int) -> None:
+        self.epoch, self.order, self.batch_size = epoch, order, batch_size
+        self.order_dev = order if self.xp is np else self.xp.asarray(order)
+        self.pending = {}
+        if self.pool is not None:
+            self._submit(first)
+
+    def _make(self, b: int):
+        idx = self.order[b * self.batch_size:(b + 1) * self.batch_size]
+        rng = np.random.default_rng([self.seed, self.epoch, b])
+        X = self.host_X
+        Xb = np.asarray(self.augment(X[idx], rng), dtype=X.dtype)
+        if Xb.shape != (len(idx), X.shape[1]):
+            raise ValueError(f"augment returned shape {Xb.shape}, expected "
+                             f"{(len(idx), X.shape[1])}")
+        return Xb
+
+    def _submit(self, b: int) -> None:
+        if b * self.batch_size < len(self.order) and b not in self.pending:
+            self.pending[b] = self.pool.submit(self._make, b)
+
+    def get(self, b: int):
+        """Minibatch b: X (k, d) and its targets in the workspace's buffers,
+        and the (k,) indices of its examples, all where the workspace lives."""
+        xp = self.xp
+        idx = self.order_dev[b * self.batch_size:(b + 1) * self.batch_size]
+        k = len(idx)
+        Xb, Tb = self.work.X[:k], self.work.y[:k]
+        xp.take(self.T, idx, axis=0, out=Tb)
+        if self.pool is None:
+            xp.take(self.X, idx, axis=0, out=Xb)  # one contiguous gather
+            return Xb, Tb, idx
+        self._submit(b)
+        ready = self.pending.pop(b).result()
+        self._submit(b + 1)
+        xp.copyto(Xb, xp.asarray(ready))
+        return Xb, Tb, idx
+
+
+class StepResult(NamedTuple):
+    """What one step measured, before its update.
+
+    Attributes
+    ----------
+    loss : the minibatch's mean loss, without the penalty (non-finite when
+        the step diverged; no update was then made)
+    penalty : the penalty's value, when the step was asked to track it, else 0
+    wrong : misclassified examples (0 for identity outputs)
+    k : the minibatch's size
+    """
+
+    loss: float
+    penalty: float
+    wrong: int
+    k: int
+
+
+@dataclass
+class EpochTotals:
+    """Sums over the minibatches trained so far in one epoch.
+
+    Attributes
+    ----------
+    batch : the next minibatch to train (the number trained so far)
+    seen : examples trained on; wrong : of them misclassified
+    loss_sum : sum of minibatch loss x minibatch size (without the penalty)
+    penalty_sum : the same for the penalty (when tracked)
+    diverged : None, or (b, loss, lr) when minibatch b's loss was not finite
+        at rate lr and the epoch stopped there, without its update
+    """
+
+    batch: int = 0
+    seen: int = 0
+    wrong: int = 0
+    loss_sum: float = 0.0
+    penalty_sum: float = 0.0
+    diverged: tuple | None = None
+
+
+class Step:
+    """One minibatch step, and the epochs made of them.
+
+    Parameters
+    ----------
+    net : MLP, for its architecture (its parameters are not read)
+    params : the arrays that the step updates in place: ``net.params``, or
+        their copies on a GPU
+    X : (n, d) training inputs; T : their targets, as ``net.check_y`` gives
+        them; both where ``params`` live
+    optimizer : an optimizer of :mod:`handprop.optimizers` (None for a step
+        used only for :meth:`objective`)
+    batch_size : K, the largest minibatch
+    penalty : ElasticNet or None
+    decay : scikit-learn's alpha / 2: adds ``decay / n_b ||Wl||^2`` to the
+        loss of a minibatch of total weight n_b, for every weight matrix
+    dropout : (input rate, hidden rate)
+    max_norm : None, or the largest L2 norm of a row of W1 ... WL
+    label_smoothing : eps in [0, 1)
+    sample_weight : None, or (n,) weights >= 0, where ``params`` live
+    rng : the generator of the dropout masks (needed with dropout)
+    augment, seed, host_X : distortion of each minibatch (see ``fit``):
+        a callable, the run's seed, and X in NumPy
+    track_penalty : compute the penalty's value at every step (the
+        estimator reports it in ``loss_curve_``)
+    """
+
+    def __init__(self, net: MLP, params: dict, X, T, *, optimizer, batch_size: int,
+                 penalty: ElasticNet | None = None, decay: float = 0.0,
+                 dropout: tuple[float, float] = (0.0, 0.0), max_norm: float | None = None,
+                 label_smoothing: float = 0.0, sample_weight=None,
+                 rng: np.random.Generator | None = None, augment=None, seed: int = 0,
+                 host_X=None, track_penalty: bool = False) -> None:
+        self.params, self.X, self.T, self.weights = params, X, T, sample_weight
+        self.optimizer = optimizer
+        self.activation, self.output, self.L = net.activation, net.output, net.L
+        self.penalty = net.check_penalty(penalty)
+        self.decay, self.max_norm, self.smoothing = decay, max_norm, label_smoothing
+        self.track_penalty = track_penalty
+        self.xp = xp = namespace(X)
+        self.batch_size = batch_size
+        self.n_batches = -(-X.shape[0] // batch_size)
+        self._penalties: dict[float, ElasticNet | None] = {}
+        if optimizer is None:  # only the objective: no minibatch buffers
+            self.work = self.masks = None
+            self.batches = _Batches(X, T, None, None, seed)
+            return
+        K = max(1, min(batch_size, X.shape[0]))
+        self.work = Workspace(net.sizes, K, net.dtype, net.output, xp)
+        self.masks = (DropoutMasks(rng, K, net.sizes, dropout, net.dtype, xp)
+                      if any(dropout) else None)
+        self.batches = _Batches(X, T, self.work, augment, seed, host_X=host_X)
+
+    def __enter__(self) -> Step:
+        self.batches.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.batches.close()
+
+    def _penalty(self, n: float) -> ElasticNet | None:
+        """The penalty of a minibatch of total weight n: with a decay, the L2
+        lambdas grow by decay / n (cached: n takes few values)."""
+        if not self.decay:
+            return self.penalty
+        pen = self._penalties.get(n)
+        if pen is None:
+            base = self.penalty or ElasticNet()
+            pen = self._penalties[n] = base.with_l2(self.decay / n, self.L + 1)
+        return pen
+
+    def start_epoch(self, epoch: int, order: np.ndarray, first: int = 0) -> None:
+        """Train the coming minibatches in ``order`` (n,), a NumPy permutation
+        of the examples; ``first`` is the first minibatch that will be trained."""
+        self.batches.start(epoch, order, self.batch_size, first)
+
+    def __call__(self, b: int, lr: float) -> StepResult:
+        """Minibatch b of the current epoch, at learning rate ``lr``.
+
+        When the minibatch's loss is not finite the step returns it and makes
+        no update.
+        """
+        xp, params, work = self.xp, self.params, self.work
+        Xb, Tb, idx = self.batches.get(b)  # gather
+        k = len(idx)
+        wb = None if self.weights is None else self.weights[idx]
+        mask_in, masks = self.masks.draw(k) if self.masks is not None else (None, None)
+        if mask_in is not None:
+            Xb = xp.multiply(Xb, mask_in, out=work.X[:k])
+        penalty = self._penalty(k if wb is None else float(wb.sum()))
+        cache = forward(params, Xb, self.activation, self.output, out=work.cache(k),
+                        masks=masks)
+        loss = data_loss(self.output, cache.o_a, Tb, label_smoothing=self.smoothing,
+                         sample_weight=wb)
+        if not math.isfinite(loss):
+            return StepResult(loss, math.nan, 0, k)
+        wrong = count_errors(self.output, cache.o_a, Tb)
+        pen_value = penalty.value(params) if (self.track_penalty and penalty) else 0.0
+        scale = self.optimizer.grad_scale(lr)
+        grads = backward(params, cache, Xb, Tb, self.activation, self.output, penalty,
+                         scale=scale, work=work, masks=masks, label_smoothing=self.smoothing,
+                         sample_weight=wb)
+        self.optimizer.step(params, grads, lr, scale=scale)
+        if self.max_norm is not None:
+            for l in range(1, self.L + 1):
+                max_norm_(params[f"W{l}"], self.max_norm)
+        return StepResult(loss, pen_value, wrong, k)
+
+    def train_epoch(self, rate, *, totals: EpochTotals | None = None,
+                    after_batch=None) -> EpochTotals:
+        """Train the current epoch's minibatches from ``totals.batch`` on.
+
+        Parameters
+        ----------
+        rate : callable, b -> the learning rate of minibatch b
+        totals : the sums of the minibatches already trained this epoch
+            (a resumed epoch), or None for a new epoch
+        after_batch : optional callable, b -> True to stop after minibatch b
+            (a signal, say); called after every minibatch
+
+        Returns
+        -------
+        EpochTotals; ``diverged`` is set when a loss was not finite (the
+        parameters then hold the update of the minibatch before)
+        """
+        totals = EpochTotals() if totals is None else totals
+        while totals.batch < self.n_batches:
+            b = totals.batch
+            lr = rate(b)
+            result = self(b, lr)
+            if not math.isfinite(result.loss):
+                totals.diverged = (b, result.loss, lr)
+                return totals
+            totals.batch = b + 1
+            totals.seen += result.k
+            totals.wrong += result.wrong
+            totals.loss_sum += result.loss * result.k
+            totals.penalty_sum += result.penalty * result.k
+            if after_batch is not None and after_batch(b) is True:
+                break
+        return totals
+
+    def objective(self, X, T, sample_weight=None) -> tuple[float, dict]:
+        """The loss of the whole set X (n, d), T, with the penalty (and the
+        decay for n examples, or their total weight), and its gradients: what
+        lbfgs minimizes. No dropout; new arrays, not the step's buffers."""
+        n = X.shape[0] if sample_weight is None else float(sample_weight.sum())
+        penalty = self._penalty(n)
+        cache = forward(self.params, X, self.activation, self.output)
+        loss = data_loss(self.output, cache.o_a, T, label_smoothing=self.smoothing,
+                         sample_weight=sample_weight)
+        if penalty is not None:
+            loss += penalty.value(self.params)
+        grads = backward(self.params, cache, X, T, self.activation, self.output, penalty,
+                         label_smoothing=self.smoothing, sample_weight=sample_weight)
+        return loss, grads
