@@ -1,0 +1,148 @@
+"""Plant bugs in the training step's wiring and check that the tests catch each.
+
+A test that cannot fail proves nothing. Each mutant below is one plausible
+wiring mistake, made in a copy of ``src/``; the pin tests of
+``tests/test_step.py`` then run against that copy (it comes first on
+PYTHONPATH) and must fail. The unchanged copy runs first, as the control,
+and must pass.
+
+    python tests/plant_bugs.py            # every mutant, a line each
+    python tests/plant_bugs.py nesterov   # the mutants whose name has "nesterov"
+
+``tests/test_plant_bugs.py`` runs the same in the test suite.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Mutant(NamedTuple):
+    name: str
+    file: str  # under src/handprop/
+    old: str  # must occur exactly once
+    new: str
+    why: str
+
+
+MUTANTS = [
+    Mutant("penalty-without-lr", "network.py",
+           "penalty.add_grad(name, params[name], grads[name], scale=scale,",
+           "penalty.add_grad(name, params[name], grads[name], scale=1.0,",
+           "backward adds the penalty's gradient without the learning-rate factor"),
+    Mutant("backward-without-dropout", "step.py",
+           "scale=scale, work=work, masks=masks, label_smoothing=self.smoothing,",
+           "scale=scale, work=work, masks=None, label_smoothing=self.smoothing,",
+           "the step calls backward without the dropout masks"),
+    Mutant("alpha-doubled", "estimator.py",
+           "decay=0.5 * self.alpha,\n",
+           "decay=self.alpha,\n",
+           "the estimator's 0.5 * alpha doubled"),
+    Mutant("lbfgs-alpha-doubled", "estimator.py",
+           "penalty=self._elastic_net(net64.L + 1), decay=0.5 * self.alpha)",
+           "penalty=self._elastic_net(net64.L + 1), decay=self.alpha)",
+           "lbfgs minimizes a loss with alpha doubled"),
+    Mutant("nesterov-plain", "optimizers.py",
+           "p += scratch  # p += mu v - lr g",
+           "p += v",
+           "Nesterov's update is the plain momentum one"),
+    Mutant("max-norm-first-layer-only", "step.py",
+           "for l in range(1, self.L + 1):\n                max_norm_(",
+           "for l in range(1, 2):\n                max_norm_(",
+           "max-norm constrains W1 only, not every hidden layer"),
+    Mutant("weights-not-in-backward", "step.py",
+           "                         sample_weight=wb)\n        self.optimizer.step(",
+           "                         sample_weight=None)\n        self.optimizer.step(",
+           "sample weights weight the loss but not the gradient"),
+    Mutant("smoothing-not-in-backward", "step.py",
+           "work=work, masks=masks, label_smoothing=self.smoothing,\n",
+           "work=work, masks=masks, label_smoothing=0.0,\n",
+           "label smoothing enters the loss but not the gradient"),
+    Mutant("logistic-target-unsmoothed", "network.py",
+           'G -= _smoothed_logistic(T, label_smoothing) if output == "logistic" else T',
+           "G -= T",
+           "the logistic delta ignores the smoothed target"),
+    Mutant("optimizer-told-no-scale", "step.py",
+           "self.optimizer.step(params, grads, lr, scale=scale)",
+           "self.optimizer.step(params, grads, lr)",
+           "the optimizer is not told that the gradients are scaled"),
+    Mutant("schedule-per-epoch", "training.py",
+           "                return sched.rate(epoch + b / nb)",
+           "                return part[\"first_rate\"]",
+           "a per-minibatch schedule (cosine) is read once per epoch"),
+    Mutant("decay-by-batch-size", "step.py",
+           "penalty = self._penalty(k if wb is None else float(wb.sum()))",
+           "penalty = self._penalty(k)",
+           "alpha's term divided by the minibatch size, not its total weight"),
+    Mutant("input-mask-dropped", "step.py",
+           "            Xb = xp.multiply(Xb, mask_in, out=work.X[:k])",
+           "            pass",
+           "the input dropout mask is drawn but not applied"),
+    Mutant("hidden-delta-skips-mask", "network.py",
+           "        if masks is not None and masks[l - 2] is not None:\n            G *= masks[l - 2]",
+           "        if masks is not None and masks[l - 2] is not None and l == 2:\n"
+           "            G *= masks[l - 2]",
+           "a deep net's backward applies the dropout mask to the last hidden layer only"),
+]
+
+
+def _copy_with(mutant: Mutant | None, folder: Path) -> Path:
+    src = folder / "src"
+    shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("*.egg-info",
+                                                                     "__pycache__"))
+    if mutant is not None:
+        path = src / "handprop" / mutant.file
+        text = path.read_text()
+        if text.count(mutant.old) != 1:
+            raise RuntimeError(f"mutant {mutant.name}: the text to change occurs "
+                               f"{text.count(mutant.old)} times in {mutant.file}, not once")
+        path.write_text(text.replace(mutant.old, mutant.new))
+    return src
+
+
+def run(mutant: Mutant | None, tests: str = "tests/test_step.py") -> tuple[int, list[str]]:
+    """Run ``tests`` against a copy of src/ with ``mutant`` planted (None: the
+    control). Returns pytest's exit status and the failed tests."""
+    with tempfile.TemporaryDirectory(prefix="handprop-mutant-") as tmp:
+        src = _copy_with(mutant, Path(tmp))
+        env = {**os.environ, "PYTHONPATH": str(src)}
+        r = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", tests],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        check = subprocess.run([sys.executable, "-c", "import handprop; print(handprop.__file__)"],
+                               env=env, capture_output=True, text=True, cwd=tmp)
+        if not check.stdout.startswith(str(src)):
+            raise RuntimeError(f"the copy was not the one imported: {check.stdout}")
+    failed = [line.split(" ", 1)[1].split(" - ")[0] for line in r.stdout.splitlines()
+              if line.startswith("FAILED ")]
+    return r.returncode, failed
+
+
+def main(argv: list[str]) -> int:
+    chosen = [m for m in MUTANTS if not argv or any(a in m.name for a in argv)]
+    status, failed = run(None)
+    print(f"control (no bug planted): pytest exit {status}, {len(failed)} failed")
+    if status != 0:
+        return 1
+    missed = 0
+    for m in chosen:
+        status, failed = run(m)
+        caught = status == 1 and failed
+        missed += not caught
+        first = failed[0] if failed else "-"
+        print(f"{m.name:<28} {'caught' if caught else 'MISSED'}: {len(failed):>3} tests failed, "
+              f"e.g. {first}  ({m.why})")
+    print(f"{len(chosen) - missed} of {len(chosen)} planted bugs caught")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
