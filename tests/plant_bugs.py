@@ -87,7 +87,8 @@ MUTANTS = [
            "            pass",
            "the input dropout mask is drawn but not applied"),
     Mutant("hidden-delta-skips-mask", "network.py",
-           "        if masks is not None and masks[l - 2] is not None:\n            G *= masks[l - 2]",
+           "        if masks is not None and masks[l - 2] is not None:\n"
+           "            G *= masks[l - 2]",
            "        if masks is not None and masks[l - 2] is not None and l == 2:\n"
            "            G *= masks[l - 2]",
            "a deep net's backward applies the dropout mask to the last hidden layer only"),
