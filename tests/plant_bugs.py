@@ -31,6 +31,7 @@ class Mutant(NamedTuple):
     old: str  # must occur exactly once
     new: str
     why: str
+    tests: str = "tests/test_step.py"  # pytest's arguments: what must catch it
 
 
 MUTANTS = [
@@ -92,6 +93,16 @@ MUTANTS = [
            "        if masks is not None and masks[l - 2] is not None and l == 2:\n"
            "            G *= masks[l - 2]",
            "a deep net's backward applies the dropout mask to the last hidden layer only"),
+    Mutant("estimator-no-rollback", "estimator.py",
+           "                if last_good is not None:\n                    net.params = last_good",
+           "                pass",
+           "the estimator keeps diverged parameters instead of the last good ones",
+           "tests/test_estimator.py -k divergence"),
+    Mutant("resume-replaces-arrays", "network.py",
+           "            self._params[name][...] = arr",
+           "            self._params[name] = arr",
+           "assigning parameters (as resuming does) replaces the net's arrays",
+           "tests/test_training.py -k resume_copies"),
 ]
 
 
@@ -109,14 +120,17 @@ def _copy_with(mutant: Mutant | None, folder: Path) -> Path:
     return src
 
 
-def run(mutant: Mutant | None, tests: str = "tests/test_step.py") -> tuple[int, list[str]]:
-    """Run ``tests`` against a copy of src/ with ``mutant`` planted (None: the
-    control). Returns pytest's exit status and the failed tests."""
+def run(mutant: Mutant | None, tests: str | None = None) -> tuple[int, list[str]]:
+    """Run ``tests`` (by default the mutant's, or test_step.py) against a copy
+    of src/ with ``mutant`` planted (None: the control). Returns pytest's exit
+    status and the failed tests."""
+    tests = tests or (mutant.tests if mutant is not None else Mutant.tests)
     with tempfile.TemporaryDirectory(prefix="handprop-mutant-") as tmp:
         src = _copy_with(mutant, Path(tmp))
         env = {**os.environ, "PYTHONPATH": str(src)}
         r = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", tests],
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf",
+             *tests.split()],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         check = subprocess.run([sys.executable, "-c", "import handprop; print(handprop.__file__)"],
                                env=env, capture_output=True, text=True, cwd=tmp)
@@ -129,10 +143,11 @@ def run(mutant: Mutant | None, tests: str = "tests/test_step.py") -> tuple[int, 
 
 def main(argv: list[str]) -> int:
     chosen = [m for m in MUTANTS if not argv or any(a in m.name for a in argv)]
-    status, failed = run(None)
-    print(f"control (no bug planted): pytest exit {status}, {len(failed)} failed")
-    if status != 0:
-        return 1
+    for tests in sorted({m.tests for m in chosen}):
+        status, failed = run(None, tests)
+        print(f"control (no bug planted), {tests}: pytest exit {status}, {len(failed)} failed")
+        if status != 0:
+            return 1
     missed = 0
     for m in chosen:
         status, failed = run(m)

@@ -230,3 +230,59 @@ def test_a_progress_bar_on_a_terminal(tmp_path):
     text = out.decode("utf-8", "replace")
     assert "batch/s" in text and "%|" in text  # tqdm's bar
     assert "finished 3 epochs" in text
+
+
+@pytest.mark.parametrize("output,m", [("softmax", "3"), ("logistic", "1"), ("logistic", "3"),
+                                      ("identity", "2")])
+def test_gradcheck_of_a_deep_net_of_each_output(output, m):
+    r = run("gradcheck", "--d", "4", "--d-h", "5,4,3", "--m", m, "--output", output,
+            "--activation", "tanh", "--l1", "0.01", "--l2", "0.01,0.02,0.03,0.04",
+            "--order", "4", "--eps", "1e-3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "\nW4 " in r.stdout and f"{m}x3" in r.stdout and "passed" in r.stdout
+    r = run("compare-grads", "--d-h", "3,2", "--output", output, "--m", m, "--k", "3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "W3[0,0]" in r.stdout
+
+
+def test_lambdas_must_match_the_weight_matrices():
+    r = run("gradcheck", "--d-h", "3,2", "--l1", "0.1,0.2")
+    assert r.returncode == 2
+    assert ("argument --l1: expected one lambda, or one per weight matrix (3 for this net), "
+            "got 2") in r.stderr
+    r = run("gradcheck", "--d-h", "3,0")
+    assert r.returncode == 2 and "argument --d-h: d_h must be an integer >= 1, got 0" in r.stderr
+
+
+def test_train_a_deep_net_and_resume_it(tmp_path):
+    import json
+
+    from handprop import MLP
+
+    out = tmp_path / "run"
+    r = run("train", "--hidden", "16,8", "--epochs", "3", "--l2", "0.001", "--out", str(out),
+            "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "MLP(d=2, d_h=(16, 8), m=2" in r.stdout
+    net = MLP.load(out / "model.npz")
+    assert net.hidden == (16, 8) and net.output == "softmax"
+    assert net.meta["settings"]["penalty"]["l2_W3"] == 0.001 and net.meta["dataset"] == "moons"
+    saved = json.loads((out / "run.json").read_text())
+    assert saved["net"] == {"hidden": [16, 8], "activation": "relu", "dtype": "float32"}
+    assert saved["settings"]["epochs"] == 3 and saved["dataset"] == "moons"
+    r = run("train", "--resume", str(out), "--hidden", "16")
+    assert r.returncode == 2 and "--hidden (run 16,8, now 16)" in r.stderr
+    r = run("train", "--resume", str(out), "--epochs", "4", "--force", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert MLP.load(out / "model.npz").hidden == (16, 8)
+    assert len(MLP.load(out / "model.npz").meta["history"]) == 4
+
+
+def test_a_rejected_command_writes_nothing(tmp_path):
+    out = tmp_path / "run"
+    r = run("train", "--epochs", "2", "--hidden", "8", "--out", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    before = (out / "run.json").read_text()
+    r = run("train", "--out", str(out), "--label-smoothing", "1.5")
+    assert r.returncode == 2 and "label_smoothing must be a number in [0, 1)" in r.stderr
+    assert (out / "run.json").read_text() == before

@@ -276,3 +276,32 @@ def test_bad_parameters(digits, kwargs, message):
     X_train, _, y_train, _ = digits
     with pytest.raises(ValueError, match=message):
         MLPClassifier(**kwargs).fit(X_train, y_train)
+
+
+def test_several_hidden_layers(digits):
+    X_train, X_test, y_train, y_test = digits
+    clf = MLPClassifier((64, 32), max_iter=40, random_state=0).fit(X_train, y_train)
+    assert [c.shape for c in clf.coefs_] == [(64, 64), (64, 32), (32, 10)]
+    assert [b.shape for b in clf.intercepts_] == [(64,), (32,), (10,)]
+    assert clf.n_layers_ == 4 and clf.net_.hidden == (64, 32)
+    assert clf.score(X_test, y_test) > 0.95
+
+
+def test_divergence_keeps_the_last_good_parameters(digits):
+    X_train, _, y_train, _ = digits
+    clf = MLPClassifier((20,), solver="sgd", max_iter=2, random_state=0, warm_start=True,
+                        shuffle=False, batch_size=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X_train, y_train)
+    good = [c.copy() for c in clf.coefs_]
+    # warm: the same net; the last minibatch's inputs overflow, after the
+    # others have moved the parameters
+    X_bad = X_train.copy()
+    X_bad[-50:] *= 1e200
+    with pytest.raises(ValueError, match="the training loss became .* in iteration 3: lower "
+                                         "learning_rate_init; the parameters are those of "
+                                         "iteration 2"):
+        clf.fit(X_bad, y_train)
+    for c, g in zip(clf.coefs_, good, strict=True):
+        assert np.array_equal(c, g)

@@ -308,3 +308,39 @@ def test_resume_is_identical_with_every_option(small_mnist, tmp_path, kwargs):
 def test_bad_training_options(moons, kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         fit(MLP(2, 5, 2, seed=0), *moons[0], progress=False, **kwargs)
+
+
+def test_dropout_rates_of_any_number_type(moons):
+    train, _, _ = moons
+    a, b = MLP(2, 5, 2, seed=0), MLP(2, 5, 2, seed=0)
+    fit(a, *train, epochs=2, dropout=np.float32(0.5), progress=False)
+    fit(b, *train, epochs=2, dropout=(0, 0.5), progress=False)
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+
+
+def test_resume_copies_into_the_nets_own_arrays(moons, tmp_path):
+    train, valid, _ = moons
+    fit(MLP(2, (8, 4), 2, seed=0), *train, valid=valid, epochs=2, checkpoint=tmp_path,
+        progress=False)
+    net = MLP(2, (8, 4), 2, seed=0)
+    arrays = dict(net.params)
+    fit(net, *train, valid=valid, epochs=3, resume=tmp_path, force=True, progress=False)
+    assert all(net.params[k] is arrays[k] for k in arrays)
+
+
+def test_regression_early_stopping_watches_the_validation_loss():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    Y = np.column_stack([np.sin(X[:, 0]), X[:, 1] * X[:, 2]])
+    net = MLP(3, (32, 16), 2, activation="tanh", output="identity", seed=0)
+    history = fit(net, X[:200], Y[:200], valid=(X[200:], Y[200:]), epochs=200, lr=0.05,
+                  momentum=0.9, batch_size=20, patience=5, progress=False)
+    losses = history.column("valid_loss")
+    assert np.all(np.isnan(history.column("train_error")))
+    assert np.all(np.isnan(history.column("valid_error")))
+    assert history.best_epoch == int(np.argmin(losses)) + 1
+    assert "no better validation loss" in history.stop_reason
+    assert losses.min() < 0.1 < losses[0]  # it learned
+    from handprop.training import evaluate
+
+    assert evaluate(net, X[200:], Y[200:])[1] == pytest.approx(losses.min(), rel=1e-12)
