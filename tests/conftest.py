@@ -63,3 +63,7 @@ def postgres_url():
         subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(folder / "data"), "-m",
                         "fast", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+# A NumPy stand-in for CuPy, imported only by tests/test_gpu_paths.py's
+# subprocess: never collected, so that no test here takes it for CuPy.
+collect_ignore = ["numpy_cupy"]

@@ -103,6 +103,11 @@ MUTANTS = [
            "            self._params[name] = arr",
            "assigning parameters (as resuming does) replaces the net's arrays",
            "tests/test_training.py -k resume_copies"),
+    Mutant("gpu-params-not-copied-back", "training.py",
+           "        _restore(self.snapshot, self.params)  # on a GPU, the snapshot",
+           "        pass  # on a GPU, the snapshot",
+           "after a GPU epoch the net's NumPy arrays do not receive the parameters",
+           "tests/test_gpu_paths.py"),
 ]
 
 

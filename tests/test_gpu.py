@@ -24,7 +24,7 @@ import pytest
 from handprop import MLP, ElasticNet, fit
 from handprop.backend import namespace, resolve_device, to_numpy
 from handprop.datasets import make_moons
-from handprop.network import backward, cross_entropy, forward
+from handprop.network import backward, data_loss, forward
 
 
 def _gpu_available() -> bool:
@@ -119,30 +119,35 @@ def _moons(n=400, seed=0):
 @needs_gpu
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "softplus", "abs", "sign",
                                         "identity"])
-def test_forward_and_backward_on_gpu_match_numpy(activation):
+@pytest.mark.parametrize("hidden", [17, (17, 9, 6)], ids=["depth1", "depth3"])
+@pytest.mark.parametrize("output", ["softmax", "logistic", "identity"])
+def test_forward_and_backward_on_gpu_match_numpy(activation, hidden, output):
     import cupy
 
     rng = np.random.default_rng(0)
-    net = MLP(30, 17, 5, activation=activation, seed=1)
+    net = MLP(30, hidden, 5, activation=activation, output=output, seed=1)
     X = rng.normal(size=(10, 30))
-    y = rng.integers(0, 5, size=10)
-    mask_h = (rng.random((10, 17)) > 0.3) / 0.7
+    y = {"softmax": rng.integers(0, 5, size=10), "logistic": rng.integers(0, 2, size=(10, 5)),
+         "identity": rng.normal(size=(10, 5))}[output]
+    masks = tuple((rng.random((10, h)) > 0.3) / 0.7 for h in net.hidden)
     w = rng.random(10) + 0.1
-    penalty = ElasticNet(1e-3, 2e-3, 3e-3, 4e-3)
-    options = dict(mask_h=mask_h, sample_weight=w, label_smoothing=0.1)
-    cache = forward(net.params, X, net.activation, mask_h=mask_h)
-    grads = backward(net.params, cache, X, y, net.activation, penalty, **options)
-    loss = cross_entropy(cache.o_a, y, sample_weight=w, label_smoothing=0.1)
+    smoothing = 0.0 if output == "identity" else 0.1
+    penalty = ElasticNet.per_matrix([1e-3 * k for k in range(1, net.L + 2)],
+                                    [2e-3 * k for k in range(1, net.L + 2)])
+    options = dict(masks=masks, sample_weight=w, label_smoothing=smoothing)
+    cache = forward(net.params, X, net.activation, output, masks=masks)
+    grads = backward(net.params, cache, X, y, net.activation, output, penalty, **options)
+    loss = data_loss(output, cache.o_a, y, sample_weight=w, label_smoothing=smoothing)
 
     g = {k: cupy.asarray(v) for k, v in net.params.items()}
     gX, gy = cupy.asarray(X), cupy.asarray(y)
-    gopts = dict(mask_h=cupy.asarray(mask_h), sample_weight=cupy.asarray(w),
-                 label_smoothing=0.1)
-    gcache = forward(g, gX, net.activation, mask_h=gopts["mask_h"])
+    gopts = dict(masks=tuple(cupy.asarray(m) for m in masks), sample_weight=cupy.asarray(w),
+                 label_smoothing=smoothing)
+    gcache = forward(g, gX, net.activation, output, masks=gopts["masks"])
     assert isinstance(gcache.o_s, cupy.ndarray)
-    ggrads = backward(g, gcache, gX, gy, net.activation, penalty, **gopts)
-    gloss = cross_entropy(gcache.o_a, gy, sample_weight=gopts["sample_weight"],
-                          label_smoothing=0.1)
+    ggrads = backward(g, gcache, gX, gy, net.activation, output, penalty, **gopts)
+    gloss = data_loss(output, gcache.o_a, gy, sample_weight=gopts["sample_weight"],
+                      label_smoothing=smoothing)
     assert gloss == pytest.approx(loss, rel=1e-12)
     np.testing.assert_allclose(gcache.o_s.get(), cache.o_s, rtol=1e-12, atol=1e-15)
     for k in grads:
@@ -150,10 +155,10 @@ def test_forward_and_backward_on_gpu_match_numpy(activation):
         np.testing.assert_allclose(ggrads[k].get(), grads[k], rtol=1e-10, atol=1e-14)
 
 
-def _run(device, *, epochs=3, **kwargs):
+def _run(device, *, epochs=3, hidden=32, **kwargs):
     X, y = _moons()
     Xv, yv = _moons(200, seed=1)
-    net = MLP(2, 32, 2, dtype="float64", seed=0)
+    net = MLP(2, hidden, 2, dtype="float64", seed=0)
     history = fit(net, X, y, valid=(Xv, yv), test=(Xv, yv), epochs=epochs, batch_size=32,
                   progress=False, device=device, **kwargs)
     return net, history
@@ -165,6 +170,10 @@ SETTINGS = {
     "regularized": dict(lr=0.1, momentum=0.9, dropout=(0.1, 0.3), max_norm=2.0,
                         penalty=ElasticNet(1e-4, 1e-3, 1e-4, 1e-3), label_smoothing=0.05,
                         sample_weight=np.linspace(0.5, 2.0, 400)),
+    "depth 3": dict(hidden=(32, 16, 8), lr=0.1, momentum=0.9, dropout=(0.1, 0.2),
+                    max_norm=2.0, penalty=ElasticNet(l2_W1=1e-3, l1_W3=1e-4, l2_W4=1e-3),
+                    label_smoothing=0.05, sample_weight=np.linspace(0.5, 2.0, 400)),
+    "depth 3 adam": dict(hidden=(32, 16, 8), optimizer="adam", lr=0.01, schedule="cosine"),
 }
 
 
@@ -259,12 +268,13 @@ def test_estimator_on_gpu_matches_the_cpu(solver):
 
     X, y = _moons(300)
     labels = np.array(["left", "right"])[y]
-    kwargs = dict(hidden_layer_sizes=(16,), solver=solver, max_iter=15, random_state=0,
+    kwargs = dict(hidden_layer_sizes=(16, 8), solver=solver, max_iter=15, random_state=0,
                   dtype="float64", early_stopping=True, class_weight="balanced",
                   dropout=(0.0, 0.2), learning_rate_init=0.01)
     cpu = MLPClassifier(**kwargs).fit(X, labels)
     gpu = MLPClassifier(device="cuda", **kwargs).fit(X, labels)
-    np.testing.assert_allclose(gpu.W1_, cpu.W1_, rtol=1e-8, atol=1e-10)
+    for a, b in zip(gpu.coefs_ + gpu.intercepts_, cpu.coefs_ + cpu.intercepts_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-9)
     assert gpu.validation_scores_ == cpu.validation_scores_
     # fitted state is NumPy only: warm starts, pickles and predictions need no GPU
@@ -281,7 +291,8 @@ def test_estimator_on_gpu_matches_the_cpu(solver):
 def test_cli_trains_on_gpu(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "handprop", "train", "--device", "cuda",
-                           "--epochs", "3", "--no-progress", "--out", str(out)],
+                           "--hidden", "64,32,16", "--epochs", "3", "--no-progress", "--out",
+                           str(out)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert (out / "model.npz").exists() and "finished 3 epochs" in proc.stdout
