@@ -5,7 +5,8 @@ in one process:
 
 1. One MNIST epoch (50,000 images, K = 100, float32, plain SGD with lr 0.1,
    the errors and loss of every minibatch counted), from the same
-   initialization, for each d_h: handprop with ``device="cuda"``, PyTorch on
+   initialization, for each d_h (512,256 is two hidden layers): handprop with
+   ``device="cuda"``, PyTorch on
    CUDA (``nn.Linear``, ``nn.ReLU``, ``nn.Linear``, ``CrossEntropyLoss``,
    ``optim.SGD``, the data on the GPU, the same per-minibatch counting), and
    handprop on this machine's CPU cores. Each runs once to warm up, then
@@ -31,7 +32,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from epoch import LR, D, K, M, make_torch_epoch  # benchmarks/epoch.py, beside this file
+from epoch import LR, D, K, M, _label, _sizes, make_torch_epoch  # benchmarks/epoch.py
 
 import handprop
 from handprop import MLP
@@ -69,12 +70,13 @@ def epochs(X, y, hidden, repeat, versions):
             for name, run in contenders.items():
                 times[name].append(run(X, y, d_h))
         med = {name: statistics.median(t) for name, t in times.items()}
-        row = {"d_h": d_h, "seconds": med, "all_seconds": times}
+        row = {"d_h": _label(d_h), "seconds": med, "all_seconds": times}
         if "torch cuda" in med:
             row["handprop cuda / torch cuda"] = med["handprop cuda"] / med["torch cuda"]
         row["handprop cpu / handprop cuda"] = med["handprop cpu"] / med["handprop cuda"]
         rows.append(row)
-        print(f"d_h = {d_h}: " + ", ".join(f"{k} {v:.3f} s" for k, v in med.items()), flush=True)
+        print(f"d_h = {_label(d_h)}: " + ", ".join(f"{k} {v:.3f} s" for k, v in med.items()),
+              flush=True)
     names = list(contenders)
     print()
     print(f"Seconds per MNIST epoch, K = {K} (median of {repeat}):")
@@ -132,7 +134,8 @@ def recipe(data):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hidden", type=int, nargs="+", default=[512, 2048])
+    parser.add_argument("--hidden", type=_sizes, nargs="+", default=[512, 2048, (512, 256)],
+                        help="hidden sizes: 512 (one layer) or 512,256 (two)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--max-iter", type=int, default=10, help="the estimator's")
     parser.add_argument("--recipe", action="store_true", help="also train recipe 1")
