@@ -32,7 +32,9 @@ __all__ = ["CHECKPOINT_NAME", "CheckpointError", "Interrupted", "ResumeMismatch"
 
 CHECKPOINT_NAME = "checkpoint.npz"
 FORMAT = "handprop-checkpoint"
-VERSION = 1
+#: 1: handprop 0.1; 2: the run's record is RunSettings and the net's spec
+#: (a 0.1 checkpoint cannot be resumed: train again)
+VERSION = 2
 
 
 class CheckpointError(OSError):

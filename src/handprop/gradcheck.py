@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import validate
 from .activations import KINKED
 from .network import MLP, forward
 from .penalty import ElasticNet
@@ -225,12 +226,11 @@ def gradcheck(
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a handprop.MLP, got {type(net).__name__}")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
-        raise ValueError(f"eps must be a number in (0, 1), got {eps!r}")
+    eps = validate.number("eps", eps, low=0, high=1, low_open=True, high_open=True)
     if order not in _STENCILS:
         raise ValueError(f"order must be 2 or 4, got {order!r}")
-    if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-        raise ValueError(f"max_entries must be an integer >= 1, got {max_entries!r}")
+    max_entries = validate.number("max_entries", max_entries, low=1, integer=True)
+    tol = validate.number("tol", tol, low=0, low_open=True)
     net64 = net.astype("float64")
     X = net64.check_X(X)
     y = net64.check_y(y, X.shape[0])
