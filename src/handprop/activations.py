@@ -39,6 +39,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .backend import namespace
+from .errors import InputError, InputTypeError
 
 __all__ = [
     "ACTIVATIONS",
@@ -209,11 +210,11 @@ def resolve(name: str) -> str:
     ('relu', 'sigmoid', 'tanh')
     """
     if not isinstance(name, str):
-        raise TypeError(f"activation must be a string, got {type(name).__name__}")
+        raise InputTypeError(f"activation must be a string, got {type(name).__name__}")
     key = ALIASES.get(name, name)
     if key not in ACTIVATIONS:
         known = ", ".join(sorted(set(ACTIVATIONS) | set(ALIASES)))
-        raise ValueError(f"unknown activation {name!r}; expected one of: {known}")
+        raise InputError(f"unknown activation {name!r}; expected one of: {known}")
     return key
 
 

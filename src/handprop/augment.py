@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InputError
+
 __all__ = ["Augmenter", "KINDS", "bilinear"]
 
 KINDS = ("shift", "affine", "elastic")
@@ -76,15 +78,15 @@ class Augmenter:
         kinds = tuple(k.strip() for k in kinds if k.strip())
         unknown = [k for k in kinds if k not in KINDS]
         if not kinds or unknown:
-            raise ValueError(f"unknown augmentation {', '.join(unknown) or '(none)'}; expected "
+            raise InputError(f"unknown augmentation {', '.join(unknown) or '(none)'}; expected "
                              f"one or more of {', '.join(KINDS)}")
         object.__setattr__(self, "kinds", kinds)
         if len(self.shape) != 2 or min(self.shape) < 2:
-            raise ValueError(f"shape must be (height, width), got {self.shape!r}")
+            raise InputError(f"shape must be (height, width), got {self.shape!r}")
         for name in ("max_shift", "rotation", "scale", "shear", "alpha", "sigma"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+                raise InputError(f"{name} must be a number >= 0, got {value!r}")
         _ndimage()  # fail now, not in the middle of training, when SciPy is missing
 
     def __call__(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -103,7 +105,7 @@ class Augmenter:
         h, w = self.shape
         K = X.shape[0]
         if X.ndim != 2 or X.shape[1] != h * w:
-            raise ValueError(f"augmentation expects rows of {h} x {w} = {h * w} pixels, got "
+            raise InputError(f"augmentation expects rows of {h} x {w} = {h * w} pixels, got "
                              f"X of shape {X.shape}")
         f32 = np.float32
         rows, cols = np.meshgrid(np.arange(h, dtype=f32), np.arange(w, dtype=f32), indexing="ij")

@@ -31,6 +31,8 @@ from types import ModuleType
 
 import numpy as np
 
+from .errors import InputError, InputTypeError
+
 __all__ = ["namespace", "resolve_device", "to_numpy", "DEVICES"]
 
 DEVICES = ('"cpu"', '"cuda"', '"cuda:N"')
@@ -62,26 +64,26 @@ def resolve_device(device: str) -> ModuleType:
         when ``device`` is not a string.
     """
     if not isinstance(device, str):
-        raise TypeError(f"device must be a string ({', '.join(DEVICES)}), got "
+        raise InputTypeError(f"device must be a string ({', '.join(DEVICES)}), got "
                         f"{type(device).__name__}")
     if device == "cpu":
         return np
     match = _CUDA.fullmatch(device)
     if match is None:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     try:
         import cupy
     except ImportError:
-        raise ValueError(f"device={device!r} needs CuPy, which is not installed: pip install "
+        raise InputError(f"device={device!r} needs CuPy, which is not installed: pip install "
                          f"'handprop[cuda12]' (or [cuda13], for the CUDA version of the "
                          f"driver that nvidia-smi shows)") from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CuPy's CUDARuntimeError, or a missing libcuda
-        raise ValueError(f"device={device!r}: CuPy finds no usable NVIDIA GPU ({exc})") from None
+        raise InputError(f"device={device!r}: CuPy finds no usable NVIDIA GPU ({exc})") from None
     number = int(match.group(1) or cupy.cuda.runtime.getDevice())
     if not 0 <= number < count:
-        raise ValueError(f"device={device!r}: there is no GPU number {number}; "
+        raise InputError(f"device={device!r}: there is no GPU number {number}; "
                          f"{count} visible (cuda:0 to cuda:{count - 1})")
     cupy.cuda.Device(number).use()
     return cupy

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
 from .files import read_archive, write_archive, write_text
 
 __all__ = ["CHECKPOINT_NAME", "CheckpointError", "Interrupted", "ResumeMismatch",
@@ -41,7 +42,7 @@ class CheckpointError(OSError):
     """A checkpoint could not be written; the previous one is intact."""
 
 
-class ResumeMismatch(ValueError):
+class ResumeMismatch(InputError):
     """The run to resume was started with other hyper-parameters."""
 
 
@@ -87,12 +88,15 @@ def save(folder, arrays: dict[str, np.ndarray], meta: dict) -> Path:
     return path
 
 
-def load(folder) -> tuple[dict[str, np.ndarray], dict]:
-    """(arrays, meta) of a run folder's checkpoint; ValueError if unreadable."""
+def load(folder, expect=None, *, meta_only: bool = False) -> tuple[dict[str, np.ndarray], dict]:
+    """(arrays, meta) of a run folder's checkpoint; an InputError if it is
+    missing or unreadable. ``expect`` is :func:`handprop.files.read_archive`'s:
+    it sees the metadata, and says which arrays of which shapes may be read,
+    before any is."""
     path = path_in(folder)
     if not path.exists():
-        raise ValueError(f"nothing to resume: {path} does not exist")
-    return read_archive(path, kind=FORMAT, version=VERSION)
+        raise InputError(f"nothing to resume: {path} does not exist")
+    return read_archive(path, kind=FORMAT, version=VERSION, expect=expect, meta_only=meta_only)
 
 
 def fingerprint(X: np.ndarray, y: np.ndarray) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 from . import validate
 from ._version import __version__
 from .backend import resolve_device
+from .errors import InputError
 from .settings import RunSettings
 
 EXIT_USAGE = 2
@@ -236,28 +237,28 @@ def _saved_run(folder: Path) -> _Run:
     try:
         saved = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"nothing to resume in {folder}: it has no run.json "
+        raise InputError(f"nothing to resume in {folder}: it has no run.json "
                          f"(was it written by handprop train?)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: unreadable ({exc})") from None
+        raise InputError(f"{path}: unreadable ({exc})") from None
     try:
         net = saved["net"]
         if not (isinstance(net, dict) and set(net) == set(_NET_OPTIONS)):
-            raise ValueError(f"net must hold {', '.join(_NET_OPTIONS)}")
+            raise InputError(f"net must hold {', '.join(_NET_OPTIONS)}")
         net = {"hidden": list(validate.hidden_sizes(net["hidden"], "hidden")),
                "activation": validate.choice("activation", net["activation"],
                                              _activation_names()),
                "dtype": validate.choice("dtype", net["dtype"], ("float32", "float64"))}
         dataset = saved["dataset"]
         if not isinstance(dataset, str):
-            raise ValueError("dataset must be a string")
+            raise InputError("dataset must be a string")
         return _Run(dataset, net, RunSettings.from_dict(saved["settings"]))
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(saved, dict) and isinstance(saved.get("settings"), dict) and \
                 "net" not in saved:
-            raise ValueError(f"{path} was written by handprop 0.1, whose runs this version "
+            raise InputError(f"{path} was written by handprop 0.1, whose runs this version "
                              f"cannot resume; train again") from None
-        raise ValueError(f"{path}: not a run handprop can resume ({exc})") from None
+        raise InputError(f"{path}: not a run handprop can resume ({exc})") from None
 
 
 def _resume_run(args: argparse.Namespace, explicit: set[str]) -> _Run:
@@ -287,10 +288,25 @@ def _resume_run(args: argparse.Namespace, explicit: set[str]) -> _Run:
                          f"(run {a!r}, now {b!r})")
             changes[f.name] = b
     if diffs and not args.force:
-        raise ValueError(f"cannot resume {folder}: it was started with other settings: "
+        raise InputError(f"cannot resume {folder}: it was started with other settings: "
                          f"{'; '.join(diffs)}; add --force to resume with the new ones")
     dataset = now.dataset if "dataset" in explicit else saved.dataset
     return _Run(dataset, net, saved.settings.replace(**changes))
+
+
+def _classes(dataset: str, labels: np.ndarray) -> int:
+    """m, the number of classes of a dataset's labels 0 .. m - 1; a clear
+    error for labels that cannot train a classifier."""
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise InputError(f"{dataset}: every example has label {classes[0]}: a classifier needs "
+                         f"at least two classes")
+    m = int(classes[-1]) + 1
+    if m > len(labels):
+        raise InputError(f"{dataset}: a label of {classes[-1]} for {len(labels)} examples: "
+                         f"labels are class indices 0 to m - 1, with m at most the number of "
+                         f"examples; number the classes 0, 1, 2, ...")
+    return m
 
 
 def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> int:
@@ -317,8 +333,7 @@ def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> int
     out = _writable_folder(str(out))
     remove_stale_temporaries(out)
     train, valid, test = load_dataset(run.dataset, data_dir=args.data_dir)
-    m = int(max(train[1].max(), valid[1].max(), test[1].max())) + 1
-    m = max(m, 2)
+    m = _classes(run.dataset, np.concatenate([train[1], valid[1], test[1]]))
     net = MLP(train[0].shape[1], tuple(run.net["hidden"]), m, activation=run.net["activation"],
               dtype=run.net["dtype"], seed=run.settings.seed)
     if not args.resume:
@@ -428,7 +443,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
 
     history = History.read_csv(args.log)
     if not history:
-        raise ValueError(f"{args.log}: the log has no epochs")
+        raise InputError(f"{args.log}: the log has no epochs")
     save_figure(learning_curves(history, title=args.title), args.out)
     print(f"wrote {args.out} ({len(history)} epochs)")
     return 0
@@ -451,10 +466,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for name in names:
         X, y = splits[name]
         if X.shape[1] != net.d:
-            raise ValueError(f"{args.dataset} has {X.shape[1]} features; the model expects "
+            raise InputError(f"{args.dataset} has {X.shape[1]} features; the model expects "
                              f"{net.d}")
         if net.output == "softmax" and y.max() >= net.m:
-            raise ValueError(f"{args.dataset} has class {y.max()}; the model knows "
+            raise InputError(f"{args.dataset} has class {y.max()}; the model knows "
                              f"{net.m} classes")
         error, loss = evaluate(net, X, y)
         if np.isnan(error):  # identity outputs: no error rate
@@ -468,21 +483,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _read_features(path: str) -> np.ndarray:
     """Inputs to predict from: a CSV of numbers (a header row allowed; a
     column named "label" is dropped) or a .npz with an array X."""
-    from .datasets import DataError, read_table
+    from .datasets import read_table
+    from .files import read_npz
 
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: no such file")
     if p.suffix.lower() == ".npz":
-        try:
-            with np.load(p, allow_pickle=False) as data:
-                if "X" not in data:
-                    raise DataError(f"{p}: expected an array named X")
-                return data["X"]
-        except DataError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any unreadable archive is bad data
-            raise DataError(f"{p}: not a readable .npz file ({exc})") from None
+        return read_npz(p, ("X",))["X"]
     table, header = read_table(p)
     if header and "label" in header:
         table = np.delete(table, header.index("label"), axis=1)
@@ -895,10 +901,26 @@ def _explicit(parser: argparse.ArgumentParser, argv, command: str) -> set[str]:
     return set(vars(given)) - {"command", "func"}
 
 
+#: What to try when a command runs out of memory, by command.
+_MEMORY_HINTS = {
+    "train": "try a smaller --hidden or --batch-size",
+    "regions": "try a smaller --hidden",
+    "bench-epoch": "try a smaller --hidden or --k",
+    "gradcheck": "try a smaller --d-h or --k",
+    "compare-grads": "try a smaller --d-h or --k",
+    "sweep": "try a smaller search space",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. Exit status: 0 done; 1 a result that failed (a gradient
+    check, a diverged run) or a bug in handprop; 2 bad input, in one line;
+    130 or 143 interrupted."""
     parser = build_parser()
+    command = None
     try:
         args = parser.parse_args(argv)
+        command = args.command
         if args.command is None:
             parser.print_help()
             return 0
@@ -909,10 +931,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.func is cmd_train:
             return cmd_train(args, _explicit(parser, argv, "train"))
         return args.func(args)
-    except UsageError as exc:
-        print(f"handprop: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as exc:
+    except (UsageError, InputError, ImportError, OSError) as exc:
+        # bad input: a wrong option or file, a missing optional package, a
+        # file that cannot be read or written (a full disk, say)
         if os.environ.get("HANDPROP_DEBUG"):
             raise
         print(f"handprop: error: {exc}", file=sys.stderr)
@@ -920,9 +941,35 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError as exc:  # NumPy's, or CuPy's OutOfMemoryError on a GPU
         if os.environ.get("HANDPROP_DEBUG"):
             raise
-        print(f"handprop: error: out of memory ({exc or 'no detail'}); try a smaller --hidden "
-              f"or --batch-size", file=sys.stderr)
+        hint = _MEMORY_HINTS.get(command, "the data or the model is too large for this machine")
+        print(f"handprop: error: out of memory ({exc or 'no detail'}); {hint}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("handprop: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # anything else is handprop's own bug
+        if os.environ.get("HANDPROP_DEBUG"):
+            raise
+        return _report_bug(exc, argv)
+
+
+def _report_bug(exc: BaseException, argv) -> int:
+    """Say that ``exc`` is a bug, write its traceback to a file, exit 1."""
+    import datetime
+    import tempfile
+    import traceback
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(tempfile.gettempdir()) / f"handprop-bug-{stamp}-{os.getpid()}.txt"
+    text = (f"handprop {__version__}, Python {sys.version.split()[0]}\n"
+            f"arguments: {sys.argv[1:] if argv is None else argv}\n\n"
+            + "".join(traceback.format_exception(exc)))
+    try:
+        path.write_text(text)
+        where = f"the traceback is in {path}"
+    except OSError:
+        where = "the traceback could not be written; rerun with HANDPROP_DEBUG=1 to see it"
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    print(f"handprop: internal error, a bug in handprop rather than in your input: "
+          f"{type(exc).__name__}: {first}; {where}; please report it", file=sys.stderr)
+    return 1

@@ -18,12 +18,13 @@ import hashlib
 import os
 import urllib.request
 import warnings
-import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write
+from .errors import InputError
+from .files import atomic_write, open_regular, read_npz, read_text
 
 __all__ = [
     "DataError",
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A data file is missing, malformed, truncated or fails its checksum."""
 
 
@@ -69,9 +70,9 @@ def make_moons(
     ((6, 2), 3)
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
-        raise ValueError(f"n must be an integer >= 2, got {n!r}")
+        raise InputError(f"n must be an integer >= 2, got {n!r}")
     if not isinstance(noise, (int, float)) or not np.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+        raise InputError(f"noise must be a finite number >= 0, got {noise!r}")
     rng = np.random.default_rng(seed)
     n0 = (n + 1) // 2
     n1 = n - n0
@@ -108,6 +109,8 @@ def moons_splits(n_train: int = 600, n_valid: int = 200, n_test: int = 200,
 def _check_labels(path, y: np.ndarray) -> np.ndarray:
     if y.size and (not np.all(np.isfinite(y)) or np.any(y != np.round(y)) or y.min() < 0):
         raise DataError(f"{path}: labels must be integers >= 0 (class indices)")
+    if y.size and y.max() >= 2**62:
+        raise DataError(f"{path}: a label of {y.max():.3g} is not a class index")
     return y.astype(np.int64)
 
 
@@ -141,13 +144,19 @@ def load_moons_txt(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 def read_table(path: Path, delimiter: str | None = ",") -> tuple[np.ndarray, list[str] | None]:
     """A file of numbers as a 2-D float64 array, and its header row if it has one.
 
-    A first row that is not all numbers is a header. A bad cell or a row of
-    the wrong length raises DataError naming the file, the line and the cell.
+    A first row that is not all numbers is a header. The file must be UTF-8
+    (a byte-order mark is dropped). A bad cell or a row of the wrong length
+    raises DataError naming the file, the line and the cell.
     """
-    with open(path, newline="", encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    rows = list(csv.reader(lines, delimiter=delimiter)) if delimiter else [
-        line.split() for line in lines]
+    try:
+        lines = read_text(path, "data file").splitlines()
+    except InputError as exc:
+        raise DataError(str(exc)) from None
+    try:
+        rows = list(csv.reader(lines, delimiter=delimiter)) if delimiter else [
+            line.split() for line in lines]
+    except csv.Error as exc:  # a cell longer than the csv module's limit, say
+        raise DataError(f"{path}: line {_csv_line(lines, delimiter)}: {exc}") from None
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"{path}: the file is empty")
@@ -159,7 +168,8 @@ def read_table(path: Path, delimiter: str | None = ",") -> tuple[np.ndarray, lis
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "input contained no data" is reported below
-            table = np.loadtxt(path, delimiter=delimiter, skiprows=1 if header else 0, ndmin=2)
+            table = np.loadtxt(lines, delimiter=delimiter, skiprows=1 if header else 0,
+                               ndmin=2)
     except ValueError as exc:
         # find the first bad line for a message that a person can act on
         width = len(rows[1 if header else 0]) if len(rows) > (1 if header else 0) else 0
@@ -180,6 +190,16 @@ def read_table(path: Path, delimiter: str | None = ",") -> tuple[np.ndarray, lis
     if table.size == 0:
         raise DataError(f"{path}: no rows of data")
     return table, header
+
+
+def _csv_line(lines, delimiter) -> int:
+    """The first line the csv module refuses (1-based)."""
+    for number, line in enumerate(lines, start=1):
+        try:
+            next(csv.reader([line], delimiter=delimiter), None)
+        except csv.Error:
+            return number
+    return len(lines)
 
 
 def load_csv(
@@ -223,21 +243,16 @@ def load_csv(
 def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read arrays ``X`` (n, d) and ``y`` (n,) from a ``.npz`` file.
 
-    The file is opened with ``allow_pickle=False``: loading never runs code.
+    Only these two arrays are read, each checked before it is (see
+    :func:`handprop.files.read_npz`); object arrays are refused, so loading
+    never runs code.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if "X" not in data or "y" not in data:
-                raise DataError(f"{path}: expected arrays named X and y, found "
-                                f"{', '.join(data.files) or 'none'}")
-            X, y = data["X"], data["y"]
-    except DataError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+        arrays = read_npz(path, ("X", "y"))
+    except InputError as exc:
+        raise DataError(str(exc)) from None
+    X, y = arrays["X"], arrays["y"]
     if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
         raise DataError(f"{path}: X must hold real numbers, got dtype {X.dtype}")
     if not np.issubdtype(y.dtype, np.number) or y.ndim != 1:
@@ -256,13 +271,13 @@ def split(X: np.ndarray, y: np.ndarray, fractions=(0.8, 0.1, 0.1), seed: int = 0
     ((X_train, y_train), (X_valid, y_valid), (X_test, y_test))
     """
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
-        raise ValueError(f"fractions must be three numbers >= 0 summing to 1, got {fractions}")
+        raise InputError(f"fractions must be three numbers >= 0 summing to 1, got {fractions}")
     n = len(X)
     n_valid = int(round(fractions[1] * n))
     n_test = int(round(fractions[2] * n))
     n_train = n - n_valid - n_test
     if n_train < 1 or (fractions[1] and n_valid < 1) or (fractions[2] and n_test < 1):
-        raise ValueError(f"{n} examples are too few to split into {fractions}")
+        raise InputError(f"{n} examples are too few to split into {fractions}")
     order = np.random.default_rng(seed).permutation(n)
     X, y = X[order], y[order]
     a, b = n_train, n_train + n_valid
@@ -305,43 +320,62 @@ def data_home() -> Path:
     return Path(cache).expanduser() / "handprop"
 
 
+def _read_exactly(stream, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        chunk = stream.read(n - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
 def _read_idx(path: Path, magic: int, count: int, sha256: str) -> np.ndarray:
     """Parse one IDX file (raw or gzipped), checking its structure, then its checksum.
+
+    The header is checked first, and only the bytes it implies are read (and
+    decompressed): a gzip bomb, or a file that claims more than it holds,
+    costs no more memory than the real file would.
 
     Returns
     -------
     uint8 array of shape (count, 28, 28) for images, (count,) for labels
     """
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path}: truncated or corrupt gzip data ({exc})") from None
     ndim = magic & 0xFF
-    header = 4 * (1 + ndim)
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated: {len(raw)} bytes, shorter than the IDX header")
-    found = int.from_bytes(raw[:4], "big")
-    if found != magic:
-        raise DataError(f"{path}: wrong magic number {found} (0x{found:08x}); "
-                        f"expected {magic} (0x{magic:08x})")
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    if dims[0] != count:
-        raise DataError(f"{path}: wrong count: the header says {dims[0]} items, "
-                        f"expected {count}")
-    if ndim == 3 and dims[1:] != [28, 28]:
-        raise DataError(f"{path}: images are {dims[1]}x{dims[2]}, expected 28x28")
-    expected_len = header + int(np.prod(dims))
-    if len(raw) != expected_len:
-        what = "truncated" if len(raw) < expected_len else "too long"
-        raise DataError(f"{path}: {what}: {len(raw)} bytes where the header implies "
-                        f"{expected_len}")
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != sha256:
+    header_len = 4 * (1 + ndim)
+    with open_regular(path, "MNIST file") as f:
+        stream = gzip.GzipFile(fileobj=f, mode="rb") if path.suffix == ".gz" else f
+        try:
+            header = _read_exactly(stream, header_len)
+            if len(header) < header_len:
+                raise DataError(f"{path}: truncated: {len(header)} bytes, shorter than the IDX "
+                                f"header")
+            found = int.from_bytes(header[:4], "big")
+            if found != magic:
+                raise DataError(f"{path}: wrong magic number {found} (0x{found:08x}); "
+                                f"expected {magic} (0x{magic:08x})")
+            dims = [int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+            if dims[0] != count:
+                raise DataError(f"{path}: wrong count: the header says {dims[0]} items, "
+                                f"expected {count}")
+            if ndim == 3 and dims[1:] != [28, 28]:
+                raise DataError(f"{path}: images are {dims[1]}x{dims[2]}, expected 28x28")
+            expected_len = header_len + int(np.prod(dims))
+            body = _read_exactly(stream, expected_len - header_len)
+            extra = stream.read(1)  # at the end of a gzip member, this checks its CRC
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            raise DataError(f"{path}: truncated or corrupt gzip data ({exc})") from None
+    if len(body) < expected_len - header_len or extra:
+        size = header_len + len(body)
+        what = (f"truncated: {size} bytes" if not extra else
+                f"too long: more than the {expected_len} bytes")
+        raise DataError(f"{path}: {what} where the header implies {expected_len}")
+    digest = hashlib.sha256(header)
+    digest.update(body)
+    if digest.hexdigest() != sha256:
         raise DataError(f"{path}: checksum mismatch: sha256 of the uncompressed bytes is "
-                        f"{digest}, expected {sha256}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+                        f"{digest.hexdigest()}, expected {sha256}")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
 def _find(folder: Path, name: str) -> Path | None:

@@ -45,6 +45,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from . import activations as act
 from . import validate
 from .backend import resolve_device, to_numpy
+from .errors import InputError, InputTypeError
 from .network import MLP, cross_entropy, forward
 from .optimizers import SGD, Adam
 from .penalty import ElasticNet
@@ -74,7 +75,7 @@ def _one_thread_for_other_blas():
     return controller.select(filepath=[lib.filepath for lib in others]).limit(limits=1)
 
 
-class InvalidParameterError(ValueError, TypeError):
+class InvalidParameterError(InputTypeError):
     """A bad constructor argument: both a ValueError and a TypeError, as
     scikit-learn's own ``InvalidParameterError``."""
 
@@ -237,7 +238,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             try:
                 number("batch_size", 1, integer=True)
             except (TypeError, ValueError):
-                raise ValueError(f"batch_size must be 'auto' or a positive integer, got "
+                raise InputError(f"batch_size must be 'auto' or a positive integer, got "
                                  f"{self.batch_size!r}") from None
         number("alpha", 0)
         number("learning_rate_init", 0, low_open=True)
@@ -256,12 +257,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self._elastic_net(len(sizes) + 1)
         rates = validate.dropout_rates(self.dropout)
         if self.dtype not in ("float32", "float64", np.float32, np.float64):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+            raise InputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.solver == "lbfgs" and any(rates):
-            raise ValueError("dropout needs a stochastic solver (sgd or adam): lbfgs minimizes "
+            raise InputError("dropout needs a stochastic solver (sgd or adam): lbfgs minimizes "
                              "one deterministic loss")
         if self.device != "cpu" and self.solver == "lbfgs":
-            raise ValueError(f"device={self.device!r} needs a stochastic solver (sgd or adam): "
+            raise InputError(f"device={self.device!r} needs a stochastic solver (sgd or adam): "
                              f"lbfgs runs SciPy's L-BFGS-B, on the CPU")
         resolve_device(self.device)
 
@@ -275,7 +276,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             value = getattr(self, name)
             values = [value] * n_weights if not isinstance(value, (tuple, list)) else value
             if len(values) != n_weights:
-                raise ValueError(f"{name} must be a number, or one lambda per weight matrix "
+                raise InputError(f"{name} must be a number, or one lambda per weight matrix "
                                  f"({n_weights} for hidden_layer_sizes="
                                  f"{self.hidden_layer_sizes!r}), got {value!r}")
             lambdas[name] = [validate.number(name, v, low=0) for v in values]
@@ -350,13 +351,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """
         self._check_params()
         if self.early_stopping:
-            raise ValueError("partial_fit does not support early_stopping=True")
+            raise InputError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "_net")
         if first and classes is None:
-            raise ValueError("classes must be passed on the first call to partial_fit")
+            raise InputError("classes must be passed on the first call to partial_fit")
         if not first and classes is not None and not np.array_equal(
                 np.unique(classes), self.classes_):
-            raise ValueError(f"classes={classes!r} is not the same as on the first call to "
+            raise InputError(f"classes={classes!r} is not the same as on the first call to "
                              f"partial_fit ({self.classes_!r})")
         return self._fit(X, y, sample_weight, classes=classes, incremental=not first,
                          one_epoch=True)
@@ -370,10 +371,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self.classes_ = np.unique(classes if classes is not None else y)
         unknown = np.setdiff1d(np.unique(y), self.classes_)
         if unknown.size:
-            raise ValueError(f"y holds labels {unknown.tolist()} that are not in classes_ "
+            raise InputError(f"y holds labels {unknown.tolist()} that are not in classes_ "
                              f"{self.classes_.tolist()}")
         if len(self.classes_) < 2:
-            raise ValueError(f"a classifier needs at least two classes; y has only one class, "
+            raise InputError(f"a classifier needs at least two classes; y has only one class, "
                              f"{self.classes_[0]!r}")
         yi = np.searchsorted(self.classes_, y).astype(np.int64)
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
@@ -447,7 +448,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if sw is not None:
                 sw, sw_val = split[4], split[5]
             if len(X_val) < 2:
-                raise ValueError("The validation set is too small. Increase "
+                raise InputError("The validation set is too small. Increase "
                                  "'validation_fraction' or the size of your dataset.")
         n = X.shape[0]
         K = min(200, n) if self.batch_size == "auto" else int(self.batch_size)
@@ -498,7 +499,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 if last_good is not None:
                     net.params = last_good
                 loss = totals.diverged[1] if totals.diverged else "inf"
-                raise ValueError(f"the training loss became {loss} in iteration "
+                raise InputError(f"the training loss became {loss} in iteration "
                                  f"{self.n_iter_ + 1}: lower learning_rate_init; the "
                                  f"parameters are those of iteration {self.n_iter_}")
             if on_gpu:

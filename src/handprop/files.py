@@ -5,24 +5,110 @@ Every file handprop writes (models, logs, figures, downloads) goes through
 folder, are flushed and fsynced, and the temporary file is then renamed over
 the destination. A rename within one file system is atomic, so a reader sees
 either the old file or the new one, never a mixture; if anything fails, the
-temporary file is removed and the destination is untouched.
+temporary file is removed and the destination is untouched. A symbolic link
+is followed (the file it points to is replaced, the link stays), and a
+destination that exists but is not a regular file (a FIFO, a device) is
+refused rather than replaced.
+
+Every file handprop reads from a path it was given goes through
+:func:`open_regular`, which refuses anything but a regular file before
+reading a byte: a FIFO would block the reader forever, a device would never
+end. Archives (models, checkpoints) are read by :func:`read_archive`, which
+checks each array's declared size and shape against what the metadata
+expects before allocating anything.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
-__all__ = ["atomic_write", "write_bytes", "write_text"]
+from .errors import InputError
+
+__all__ = ["atomic_write", "write_bytes", "write_text", "open_regular", "read_text",
+           "read_archive", "write_archive", "lock_folder", "remove_stale_temporaries"]
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def open_regular(path: str | os.PathLike, what: str = "file") -> BinaryIO:
+    """Open ``path`` for reading (binary), or raise InputError when it is
+    missing, unreadable, or not a regular file.
+
+    The file is opened without blocking and checked with ``fstat`` before a
+    byte is read, so that a FIFO (whose open or read would wait forever for a
+    writer) or a device is refused at once, and no file can be swapped in
+    between the check and the read. Symbolic links are followed.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open the {what} ({exc.strerror or exc})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise InputError(f"{path}: {_kind_of(mode)}, not a regular file; handprop reads a "
+                         f"{what} from a regular file only")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_text(path: str | os.PathLike, what: str = "text file") -> str:
+    """The UTF-8 text of a regular file (a byte-order mark is dropped), or an
+    InputError that names the file."""
+    with open_regular(path, what) as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}"
+                         f"); save the {what} as UTF-8") from None
+
+
+def _destination(path: Path) -> Path:
+    """Where writing ``path`` really goes: a symbolic link is followed, and
+    anything that exists but is not a regular file is refused."""
+    real = Path(os.path.realpath(path))
+    try:
+        mode = real.stat().st_mode
+    except FileNotFoundError:
+        return real
+    except OSError as exc:
+        raise OSError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise InputError(f"cannot write {path}: it is {_kind_of(mode)}; handprop replaces "
+                         f"files atomically and will not replace one that is not a regular "
+                         f"file: write to a regular file's path instead")
+    return real
 
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file that replaces ``path`` when the block succeeds.
+
+    A symbolic link is followed: the file it points to is replaced and the
+    link stays. A ``path`` that exists and is not a regular file (a FIFO, a
+    device, a folder) is refused with an InputError, before anything is
+    written. The temporary file, ``.NAME.PID-XXXX.tmp`` beside the
+    destination, carries the writer's process id, so that
+    :func:`remove_stale_temporaries` leaves a live writer's alone.
 
     >>> import tempfile, pathlib
     >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
@@ -32,12 +118,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     'hello'
     """
     if mode not in ("wb", "w"):
-        raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+        raise InputError(f"mode must be 'wb' or 'w', got {mode!r}")
+    given = Path(path)
+    path = _destination(given)
+    folder = path.parent
     if not folder.is_dir():
-        raise OSError(f"cannot write {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        raise OSError(f"cannot write {given}: folder {given.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=folder)
     text_args = {"encoding": "utf-8", "newline": ""} if mode == "w" else {}
     try:
         with os.fdopen(fd, mode, **text_args) as f:
@@ -53,18 +140,61 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     _fsync_folder(folder)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 def remove_stale_temporaries(folder: str | os.PathLike,
-                             names=("checkpoint.npz", "log.csv", "model.npz", "curves.png")
-                             ) -> list[Path]:
+                             names=("checkpoint.npz", "log.csv", "model.npz", "curves.png",
+                                    "run.json")) -> list[Path]:
     """Delete what a killed :func:`atomic_write` of one of ``names`` left in
-    ``folder`` (``.NAME.*.tmp``); the files themselves were never touched."""
+    ``folder`` (``.NAME.PID-*.tmp``): only the temporaries of processes that
+    are gone; a live writer's are left alone. The files themselves were
+    never touched."""
     removed = []
     for name in names:
         for tmp in Path(folder).glob(f".{name}.*.tmp"):
+            pid = tmp.name[len(name) + 2:].split("-", 1)[0]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 removed.append(tmp)
     return removed
+
+
+@contextlib.contextmanager
+def lock_folder(folder: str | os.PathLike, what: str = "run folder") -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` (its ``.handprop.lock``) for the
+    block, so that two processes never write one run folder at once; a
+    second one gets an InputError that names the holder's process id.
+
+    The lock is the operating system's (``flock``): it goes with the process
+    that holds it, so a killed run leaves no stale lock behind.
+    """
+    import fcntl
+
+    path = Path(folder) / ".handprop.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise InputError(f"{folder} is in use: another handprop process (pid {holder}) "
+                             f"is writing this {what}; wait for it to end, or choose "
+                             f"another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield Path(folder)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _mode_for(path: Path) -> int:
@@ -131,7 +261,7 @@ def write_archive(path: str | os.PathLike, arrays: dict, meta: dict, *, kind: st
         text = json.dumps(header, allow_nan=False)
     except (TypeError, ValueError) as exc:
         what = kind.removeprefix("handprop-")
-        raise ValueError(f"{what} metadata must be plain JSON: {exc}") from None
+        raise InputError(f"{what} metadata must be plain JSON: {exc}") from None
     with atomic_write(path) as f:
         np.savez(f, metadata=np.array(text), **arrays)
         _stall_for_tests(kind)
@@ -148,51 +278,186 @@ def _stall_for_tests(kind: str) -> None:
         time.sleep(float(hook.split(":", 1)[1]))
 
 
-def read_archive(path: str | os.PathLike, *, kind: str, version: int | tuple[int, ...],
-                 names: set[str] | None = None) -> tuple[dict, dict]:
-    """Read a file written by :func:`write_archive`, with ``allow_pickle=False``.
+#: The largest metadata JSON read from an archive (a long history is a few MB).
+META_LIMIT = 64 << 20
 
-    Returns (arrays, meta). ``version`` is the format version this handprop
-    reads, or a tuple of those it reads. Raises ValueError, naming the file
-    and the problem, when it is missing, truncated, of another kind or
-    version, when
-    its arrays are not ``names`` (if given), or when an array does not match
-    its recorded checksum.
+#: (shape, dtype) that an array of an archive must have; None in the shape
+#: (or for the dtype) accepts any size (or real dtype).
+Expected = tuple[tuple[int | None, ...], "object"]
+
+
+def _memory_limit() -> int:
+    """Bytes no single array read from a file may exceed: half of this
+    machine's memory (a bigger one could not be used anyway)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def _read_member(zf, info, path, name: str, expected: Expected | None):
+    """One .npy member of a zip, checked before it is read: its header's
+    dtype and shape against ``expected``, and the size they imply against
+    the size the zip declares (a bomb is refused before it is inflated)."""
+    import numpy as np
+
+    fmt = np.lib.format
+    with zf.open(info) as stream:
+        try:
+            major, _ = fmt.read_magic(stream)
+            read_header = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+            shape, fortran, dtype = read_header(stream, max_header_size=10_000)
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputError(f"{path}: array {name} has no readable .npy header ({exc})") \
+                from None
+        if dtype.hasobject or not (np.issubdtype(dtype, np.number) or dtype.kind in "bU"):
+            raise InputError(f"{path}: array {name} has dtype {dtype}, not numbers")
+        if expected is not None:
+            want_shape, want_dtype = expected
+            if len(shape) != len(want_shape) or any(
+                    w is not None and w != g for g, w in zip(shape, want_shape)):
+                shown = tuple("n" if w is None else w for w in want_shape)
+                raise InputError(f"{path}: {name} has shape {shape}; the metadata says "
+                                 f"{shown}")
+            if want_dtype is not None and dtype != np.dtype(want_dtype):
+                raise InputError(f"{path}: {name} has dtype {dtype}; the metadata says "
+                                 f"{np.dtype(want_dtype)}")
+        size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if size > _memory_limit():
+            raise InputError(f"{path}: array {name} of shape {shape} would take {size:,} "
+                             f"bytes, more than half this machine's memory")
+        if info.file_size != stream.tell() + size:
+            raise InputError(f"{path}: array {name} declares {info.file_size:,} bytes where "
+                             f"its shape implies {stream.tell() + size:,}")
+        out = np.empty(shape[::-1] if fortran else shape, dtype)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        done = 0
+        while done < size:
+            got = stream.readinto(view[done:])
+            if not got:
+                raise InputError(f"{path}: array {name} is truncated")
+            done += got
+    return out.T if fortran else out
+
+
+def read_npz(path: str | os.PathLike, names, what: str = "data file") -> dict:
+    """The arrays ``names`` of any ``.npz`` file (others are not read), each
+    checked (numbers only, its declared size consistent with its header, at
+    most half this machine's memory) before it is read; an InputError that
+    names the file and the problem otherwise."""
+    import zipfile
+
+    with open_regular(path, what) as f:
+        if f.read(6) == b"\x93NUMPY":
+            raise InputError(f"{path}: a single NumPy array (.npy), not an .npz archive of "
+                             f"{', '.join(names)}")
+        f.seek(0)
+        try:
+            with zipfile.ZipFile(f) as zf:
+                infos = {i.filename[:-4]: i for i in zf.infolist()
+                         if i.filename.endswith(".npy")}
+                missing = [n for n in names if n not in infos]
+                if missing:
+                    raise InputError(f"{path}: expected arrays named {' and '.join(names)}, "
+                                     f"found {', '.join(sorted(infos)) or 'none'}")
+                return {n: _read_member(zf, infos[n], path, n, None) for n in names}
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def read_archive(path: str | os.PathLike, *, kind: str, version: int | tuple[int, ...],
+                 expect: Callable[[dict], tuple[dict, dict]] | None = None,
+                 meta_only: bool = False) -> tuple[dict, dict]:
+    """Read a file written by :func:`write_archive`, never running code.
+
+    Parameters
+    ----------
+    kind, version : the format (and the format versions this handprop reads)
+    expect : called with the metadata, returns (required, optional): dicts
+        of array name -> (shape, dtype) that the file must and may hold (see
+        :data:`Expected`); it raises InputError for malformed metadata. By
+        default any arrays are read, each checked against its declared size.
+    meta_only : read and check the metadata only; the arrays are {}
+
+    Returns (arrays, meta). Raises InputError, naming the file and the
+    problem, when it is missing, not a regular file, truncated, of another
+    kind or version, when its metadata is malformed, when its arrays are not
+    the expected ones (checked before any is read), or when an array does
+    not match its recorded checksum. Only ``allow_pickle=False`` data is
+    read: object arrays are refused.
     """
     import json
     import zipfile
 
-    import numpy as np
-
     what = kind.removeprefix("handprop-")
+    with open_regular(path, f"{what} file") as f:
+        magic = f.read(6)
+        f.seek(0)
+        if magic == b"\x93NUMPY":
+            raise InputError(f"{path}: a single NumPy array (.npy), not a handprop {what} "
+                             f"file (an .npz archive)")
+        try:
+            zf = zipfile.ZipFile(f)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise InputError(f"{path}: not a readable {what} file; truncated or corrupt? "
+                             f"({exc})") from None
+        with zf:
+            try:
+                return _read_zip(zf, path, what, kind, version, expect, json, meta_only)
+            except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
+                raise InputError(f"{path}: not a readable {what} file; truncated or corrupt? "
+                                 f"({exc})") from None
+
+
+def _read_zip(zf, path, what, kind, version, expect, json, meta_only):
+    infos = {}
+    for info in zf.infolist():
+        if not info.filename.endswith(".npy"):
+            raise InputError(f"{path}: not a handprop {what} file: it holds "
+                             f"{info.filename!r}, which is not an array")
+        infos[info.filename[:-4]] = info
+    if "metadata" not in infos:
+        raise InputError(f"{path}: not a handprop {what} file: it has no metadata")
+    info = infos.pop("metadata")
+    if info.file_size > META_LIMIT:
+        raise InputError(f"{path}: its metadata declares {info.file_size:,} bytes, more than "
+                         f"the {META_LIMIT:,} a handprop {what} file holds")
+    text = _read_member(zf, info, path, "metadata", None)
+    if text.dtype.kind != "U" or text.shape != ():
+        raise InputError(f"{path}: bad {what} metadata: not a JSON text")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such {what} file") from None
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"{path}: not a readable {what} file; truncated or corrupt? "
-                         f"({exc})") from None
-    if not all(isinstance(a, np.ndarray) for a in arrays.values()):
-        raise ValueError(f"{path}: not a readable {what} file: a member is not a NumPy array")
-    if "metadata" not in arrays:
-        raise ValueError(f"{path}: not a handprop {what} file: it has no metadata")
-    try:
-        meta = json.loads(str(arrays.pop("metadata")))
+        meta = json.loads(str(text))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: bad {what} metadata ({exc})") from None
+        raise InputError(f"{path}: bad {what} metadata ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != kind:
-        raise ValueError(f"{path}: not a handprop {what} file")
+        raise InputError(f"{path}: not a handprop {what} file")
     versions = version if isinstance(version, tuple) else (version,)
-    if meta.get("format_version") not in versions:
-        raise ValueError(f"{path}: {what} format version {meta.get('format_version')!r} is not "
-                         f"{' or '.join(map(str, versions))}, which this handprop reads")
-    if names is not None and set(arrays) != names:
-        raise ValueError(f"{path}: not a handprop {what} file: expected arrays "
-                         f"{', '.join(sorted(names))}; found {', '.join(sorted(arrays))}")
-    digests = meta.get("sha256", {})
-    for name, arr in arrays.items():
-        if digest(arr) != digests.get(name):
-            raise ValueError(f"{path}: {name} does not match its recorded sha256; "
-                             f"the file was modified or damaged")
+    if meta.get("format_version") not in versions or isinstance(meta.get("format_version"),
+                                                                bool):
+        raise InputError(f"{path}: {what} format version {meta.get('format_version')!r} is "
+                         f"not {' or '.join(map(str, versions))}, which this handprop reads")
+    digests = meta.get("sha256")
+    if not (isinstance(digests, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in digests.items())):
+        raise InputError(f"{path}: bad {what} metadata: sha256 must map each array's name to "
+                         f"its checksum, got {type(digests).__name__}")
+    if meta_only:
+        return {}, meta
+    if expect is None:
+        required, optional = {}, {name: None for name in infos}
+    else:
+        required, optional = expect(meta)
+    missing = sorted(set(required) - set(infos))
+    extra = sorted(set(infos) - set(required) - set(optional))
+    if missing or extra:
+        raise InputError(f"{path}: the metadata declares arrays {', '.join(required)}; the "
+                         f"file holds {', '.join(sorted(infos)) or 'none'}")
+    arrays = {}
+    for name, info in infos.items():
+        arrays[name] = _read_member(zf, info, path, name, {**optional, **required}[name])
+        if digest(arrays[name]) != digests.get(name):
+            raise InputError(f"{path}: {name} does not match its recorded sha256; the file was "
+                             f"modified or damaged")
     return arrays, meta

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import validate
 from .activations import KINKED
+from .errors import InputError, InputTypeError
 from .network import MLP, forward
 from .penalty import ElasticNet
 
@@ -225,10 +226,10 @@ def gradcheck(
     entry checked keeps its inputs and weights away from the kinks.
     """
     if not isinstance(net, MLP):
-        raise TypeError(f"net must be a handprop.MLP, got {type(net).__name__}")
+        raise InputTypeError(f"net must be a handprop.MLP, got {type(net).__name__}")
     eps = validate.number("eps", eps, low=0, high=1, low_open=True, high_open=True)
     if order not in _STENCILS:
-        raise ValueError(f"order must be 2 or 4, got {order!r}")
+        raise InputError(f"order must be 2 or 4, got {order!r}")
     max_entries = validate.number("max_entries", max_entries, low=1, integer=True)
     tol = validate.number("tol", tol, low=0, low_open=True)
     net64 = net.astype("float64")

@@ -62,6 +62,7 @@ from . import activations as act
 from . import validate
 from ._version import __version__
 from .backend import namespace
+from .errors import InputError, InputTypeError
 from .files import read_archive, write_archive
 from .penalty import ElasticNet
 
@@ -434,9 +435,9 @@ def _check_dtype(dtype) -> np.dtype:
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from exc
+        raise InputTypeError(f"dtype must be float32 or float64, got {dtype!r}") from exc
     if dt.name not in _FLOAT_DTYPES:
-        raise ValueError(f"dtype must be float32 or float64, got {dt.name}")
+        raise InputError(f"dtype must be float32 or float64, got {dt.name}")
     return dt
 
 
@@ -447,12 +448,12 @@ def _check_positive_int(name: str, value, minimum: int = 1) -> int:
 def _real_array(name: str, value, dtype=None) -> np.ndarray:
     """``value`` as an array of real numbers (bools count), or a TypeError."""
     if isinstance(value, (str, bytes)):
-        raise TypeError(f"{name} must be an array of numbers, got a string")
+        raise InputTypeError(f"{name} must be an array of numbers, got a string")
     arr = np.asarray(value)
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
     ) or np.iscomplexobj(arr):
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+        raise InputTypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     return arr if dtype is None else arr.astype(dtype, copy=False)
 
 
@@ -615,12 +616,12 @@ class MLP:
     @params.setter
     def params(self, new: dict[str, np.ndarray]) -> None:
         if not isinstance(new, dict):
-            raise TypeError(f"params must be a dict of arrays, got {type(new).__name__}")
+            raise InputTypeError(f"params must be a dict of arrays, got {type(new).__name__}")
         names = self.param_names
         missing = [k for k in names if k not in new]
         extra = [k for k in new if k not in names]
         if missing or extra:
-            raise ValueError(
+            raise InputError(
                 f"params must have exactly the keys {', '.join(names)}; "
                 f"missing {missing or 'none'}, unexpected {extra or 'none'}"
             )
@@ -628,9 +629,9 @@ class MLP:
         for name, shape in self.shapes().items():
             arr = _real_array(f"params[{name!r}]", new[name])
             if arr.shape != shape:
-                raise ValueError(f"params[{name!r}] must have shape {shape}, got {arr.shape}")
+                raise InputError(f"params[{name!r}] must have shape {shape}, got {arr.shape}")
             if not _all_finite(arr):
-                raise ValueError(f"params[{name!r}] holds NaN or inf")
+                raise InputError(f"params[{name!r}] holds NaN or inf")
             checked[name] = np.array(arr, dtype=self.dtype, copy=True)
         for name, arr in checked.items():
             self._params[name][...] = arr
@@ -665,19 +666,19 @@ class MLP:
         """X as a (K, d) array of this net's dtype, or a ValueError/TypeError."""
         arr = _real_array("X", X)
         if arr.ndim != 2:
-            raise ValueError(
+            raise InputError(
                 f"X must be 2-D with shape (K, {self.d}), one example per row; "
                 f"got {arr.ndim}-D array of shape {arr.shape}"
             )
         if arr.shape[0] == 0:
-            raise ValueError(f"X is an empty batch: expected shape (K, {self.d}) with K >= 1")
+            raise InputError(f"X is an empty batch: expected shape (K, {self.d}) with K >= 1")
         if arr.shape[1] != self.d:
-            raise ValueError(
+            raise InputError(
                 f"X has {arr.shape[1]} features per example; this net expects d = {self.d}"
             )
         arr = np.asarray(arr, dtype=self.dtype)
         if not _all_finite(arr):
-            raise ValueError("X contains NaN or inf; every input must be finite")
+            raise InputError("X contains NaN or inf; every input must be finite")
         return arr
 
     def check_y(self, y, K: int) -> np.ndarray:
@@ -700,32 +701,33 @@ class MLP:
             arr = arr[:, None]
         expected = f"({K}, {self.m})" + (f" or ({K},)" if self.m == 1 else "")
         if arr.ndim != 2 or arr.shape[1] != self.m:
-            raise ValueError(f"y must have shape {expected} for {self.m} {self.output} "
+            raise InputError(f"y must have shape {expected} for {self.m} {self.output} "
                              f"outputs, got shape {np.shape(y)}")
         if arr.shape[0] != K:
-            raise ValueError(f"len(y) = {arr.shape[0]} but X has {K} examples; they must match")
+            raise InputError(f"len(y) = {arr.shape[0]} but X has {K} examples; they must match")
         arr = np.asarray(arr, dtype=self.dtype)
         if not _all_finite(arr):
-            raise ValueError("y contains NaN or inf; every target must be finite")
+            raise InputError("y contains NaN or inf; every target must be finite")
         if self.output == "logistic" and arr.size and (arr.min() < 0 or arr.max() > 1):
-            raise ValueError(f"y must hold targets in [0, 1] (0/1 labels) for logistic "
+            raise InputError(f"y must hold targets in [0, 1] (0/1 labels) for logistic "
                              f"outputs; got values from {arr.min():g} to {arr.max():g}")
         return arr
 
     def _check_classes(self, y, K: int) -> np.ndarray:
         arr = np.asarray(y)
         if arr.ndim != 1:
-            raise ValueError(f"y must be 1-D with shape ({K},), got shape {arr.shape}")
+            raise InputError(f"y must be 1-D with shape ({K},), got shape {arr.shape}")
         if arr.shape[0] != K:
-            raise ValueError(f"len(y) = {arr.shape[0]} but X has {K} examples; they must match")
+            raise InputError(f"len(y) = {arr.shape[0]} but X has {K} examples; they must match")
         if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-            raise TypeError(f"y must hold integer classes in [0, {self.m}), got dtype {arr.dtype}")
+            raise InputTypeError(f"y must hold integer classes in [0, {self.m}), got dtype "
+                                 f"{arr.dtype}")
         if not np.issubdtype(arr.dtype, np.integer):
             if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-                raise ValueError(f"y must hold integer classes in [0, {self.m}); got non-integers")
+                raise InputError(f"y must hold integer classes in [0, {self.m}); got non-integers")
         out = arr.astype(np.int64)
         if out.size and (out.min() < 0 or out.max() >= self.m):
-            raise ValueError(
+            raise InputError(
                 f"y must hold classes in [0, {self.m}); got values from {out.min()} to {out.max()}"
             )
         return out
@@ -736,7 +738,7 @@ class MLP:
         if penalty is None:
             return None
         if not isinstance(penalty, ElasticNet):
-            raise TypeError(f"penalty must be an ElasticNet or None, got "
+            raise InputTypeError(f"penalty must be an ElasticNet or None, got "
                             f"{type(penalty).__name__}")
         return penalty.check_depth(self.L + 1)
 
@@ -748,7 +750,7 @@ class MLP:
             return None
         masks = (mask_h,) if (self.L == 1 and not isinstance(mask_h, (list, tuple))) else mask_h
         if not isinstance(masks, (list, tuple)) or len(masks) != self.L:
-            raise ValueError(f"mask_h must be a sequence of {self.L} masks, one per hidden "
+            raise InputError(f"mask_h must be a sequence of {self.L} masks, one per hidden "
                              f"layer, got {type(mask_h).__name__}")
         out = []
         for l, mask in enumerate(masks, start=1):
@@ -759,9 +761,9 @@ class MLP:
     def _check_mask(self, name: str, mask, shape) -> np.ndarray:
         arr = _real_array(name, mask, self.dtype)
         if arr.shape != shape:
-            raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+            raise InputError(f"{name} must have shape {shape}, got {arr.shape}")
         if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-            raise ValueError(f"{name} must hold finite values >= 0")
+            raise InputError(f"{name} must hold finite values >= 0")
         return arr
 
     def check_options(self, K: int, *, mask_in=None, mask_h=None, label_smoothing=0.0,
@@ -785,16 +787,16 @@ class MLP:
                "masks": self.check_masks(mask_h, K)}
         out["label_smoothing"] = validate.rate("label_smoothing", label_smoothing)
         if out["label_smoothing"] and self.output == "identity":
-            raise ValueError("label_smoothing applies to class targets (softmax and logistic "
+            raise InputError("label_smoothing applies to class targets (softmax and logistic "
                              "outputs), not to identity outputs")
         if sample_weight is None:
             out["sample_weight"] = None
         else:
             w = _real_array("sample_weight", sample_weight, np.float64)
             if w.shape != (K,):
-                raise ValueError(f"sample_weight must have shape ({K},), got {w.shape}")
+                raise InputError(f"sample_weight must have shape ({K},), got {w.shape}")
             if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-                raise ValueError("sample_weight must hold finite weights >= 0 with a "
+                raise InputError("sample_weight must hold finite weights >= 0 with a "
                                  "positive sum")
             out["sample_weight"] = w.astype(self.dtype)
         return out
@@ -838,7 +840,7 @@ class MLP:
         opts.pop("mask_in")
         if (not isinstance(cache, Cache) or len(cache.layers) != self.L
                 or cache.o_a.shape != (X.shape[0], self.m)):
-            raise ValueError("cache must be the Cache that fprop returned for this X")
+            raise InputError("cache must be the Cache that fprop returned for this X")
         return backward(self._params, cache, X, y, self.activation, self.output, penalty,
                         **opts)
 
@@ -890,7 +892,7 @@ class MLP:
         grads : dict of each parameter's gradient, the shape of the parameter
         """
         if method not in _METHODS:
-            raise ValueError(f"method must be 'matrix' or 'loop', got {method!r}")
+            raise InputError(f"method must be 'matrix' or 'loop', got {method!r}")
         X, y, penalty, opts = self._inputs(X, y, penalty, dict(
             mask_in=mask_in, mask_h=mask_h, label_smoothing=label_smoothing,
             sample_weight=sample_weight))
@@ -909,7 +911,7 @@ class MLP:
         softmax, each label's probability for logistic. Identity outputs
         have none (a ValueError): use :meth:`predict`."""
         if self.output == "identity":
-            raise ValueError("an identity-output (regression) net has no probabilities; "
+            raise InputError("an identity-output (regression) net has no probabilities; "
                              "predict gives its outputs")
         return forward(self._params, self.check_X(X), self.activation, self.output).o_s
 
@@ -949,37 +951,36 @@ class MLP:
         """Read a net written by :meth:`save`, by this version or an earlier one.
 
         The file is opened with ``allow_pickle=False``, so loading never runs
-        code. A truncated file, a file that is not a handprop model, or one
-        whose arrays do not match their recorded shapes and checksums raises
-        a ValueError that says which. The sizes the metadata declares are
-        checked against the arrays really stored before anything is allocated.
+        code. A truncated file, a file that is not a handprop model (or not a
+        regular file), or one whose arrays do not match their recorded shapes
+        and checksums raises an InputError (a ValueError) that says which. The
+        sizes the metadata declares are checked against each stored array's
+        header and size before anything is allocated.
         """
-        arrays, header = read_archive(path, kind=MODEL_FORMAT,
-                                      version=(1, MODEL_FORMAT_VERSION))
         net = cls.__new__(cls)
-        try:
-            if header["format_version"] == 1:  # one hidden layer, softmax outputs
-                hidden, output = header["d_h"], "softmax"
-            else:
-                hidden, output = header["hidden"], header["output"]
-            net._setup(header["d"], hidden, header["m"], header["activation"], output,
-                       header["dtype"])
-            meta = header.get("meta", {})
-            if not isinstance(meta, dict):
-                raise TypeError(f"meta must be a JSON object, got {type(meta).__name__}")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: bad model metadata ({exc})") from None
-        shapes = net.shapes()
-        if set(arrays) != set(shapes):
-            raise ValueError(f"{path}: the metadata declares arrays {', '.join(shapes)}; the "
-                             f"file holds {', '.join(sorted(arrays))}")
-        for name, shape in shapes.items():
-            arr = arrays[name]
-            if arr.shape != shape or arr.dtype != net.dtype:
-                raise ValueError(f"{path}: {name} has shape {arr.shape} and dtype {arr.dtype}; "
-                                 f"the metadata says {shape} and {net.dtype}")
+
+        def expect(header: dict):
+            """The arrays the metadata declares, checked before any is read."""
+            try:
+                if header["format_version"] == 1:  # one hidden layer, softmax outputs
+                    hidden, output = header["d_h"], "softmax"
+                else:
+                    hidden, output = header["hidden"], header["output"]
+                net._setup(header["d"], hidden, header["m"], header["activation"], output,
+                           header["dtype"])
+                if not isinstance(header.get("meta", {}), dict):
+                    raise InputTypeError(f"meta must be a JSON object, got "
+                                         f"{type(header['meta']).__name__}")
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InputError(f"{path}: bad model metadata ({exc})") from None
+            return {name: (shape, net.dtype) for name, shape in net.shapes().items()}, {}
+
+        arrays, header = read_archive(path, kind=MODEL_FORMAT,
+                                      version=(1, MODEL_FORMAT_VERSION), expect=expect)
+        for name, arr in arrays.items():
             if not _all_finite(arr):
-                raise ValueError(f"{path}: {name} holds NaN or inf")
+                raise InputError(f"{path}: {name} holds NaN or inf")
+        meta = header.get("meta", {})
         object.__setattr__(net, "_params", {k: np.array(arrays[k]) for k in net.param_names})
         net.meta = meta
         return net

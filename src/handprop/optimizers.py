@@ -21,6 +21,7 @@ import numpy as np
 
 from . import validate
 from .backend import namespace
+from .errors import InputError
 
 __all__ = ["SGD", "Adam", "make_optimizer", "max_norm_", "OPTIMIZERS"]
 
@@ -50,7 +51,7 @@ class SGD:
         momentum = validate.number("momentum", momentum, low=0, high=1, high_open=True)
         nesterov = validate.flag("nesterov", nesterov)
         if nesterov and momentum == 0:
-            raise ValueError("nesterov=True needs a momentum > 0")
+            raise InputError("nesterov=True needs a momentum > 0")
         self.momentum = momentum
         self.nesterov = nesterov
         self.velocity: dict[str, np.ndarray] = {}
@@ -224,4 +225,4 @@ def make_optimizer(name: str = "sgd", **kwargs) -> SGD | Adam:
         return SGD(**kwargs)
     if name == "adam":
         return Adam(**kwargs)
-    raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+    raise InputError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import validate
 from .backend import namespace
+from .errors import InputError, InputTypeError
 
 __all__ = ["ElasticNet"]
 
@@ -38,7 +39,7 @@ def _weight_index(name: str) -> int:
     """k for a weight matrix named "Wk", else a ValueError."""
     match = re.fullmatch(r"W([1-9][0-9]*)", name) if isinstance(name, str) else None
     if match is None:
-        raise ValueError(f"only weight matrices W1, W2, ... are penalized, got {name!r}")
+        raise InputError(f"only weight matrices W1, W2, ... are penalized, got {name!r}")
     return int(match.group(1))
 
 
@@ -76,7 +77,7 @@ class ElasticNet:
         for name, value in given.items():
             match = _NAME.fullmatch(name)
             if match is None:
-                raise TypeError(f"ElasticNet got an unexpected argument {name!r}; lambdas are "
+                raise InputTypeError(f"ElasticNet got an unexpected argument {name!r}; lambdas are "
                                 f"named l1_Wk and l2_Wk for weight matrix Wk (k = 1, 2, ...)")
             v = validate.number(name, value, low=0)
             pair = lambdas.setdefault(int(match.group(2)), [0.0, 0.0])
@@ -131,7 +132,7 @@ class ElasticNet:
         """This penalty, after checking that it names no weight matrix beyond
         W{n_weights}; a ValueError otherwise."""
         if self.highest > n_weights:
-            raise ValueError(f"the penalty has lambdas for W{self.highest}, but the net has "
+            raise InputError(f"the penalty has lambdas for W{self.highest}, but the net has "
                              f"weight matrices W1 to W{n_weights} only")
         return self
 
@@ -163,12 +164,12 @@ class ElasticNet:
     def from_dict(cls, values: dict) -> ElasticNet:
         """The inverse of :meth:`to_dict`; a ValueError for anything else."""
         if not isinstance(values, dict):
-            raise ValueError(f"a penalty must be a dict of lambdas, got "
+            raise InputError(f"a penalty must be a dict of lambdas, got "
                              f"{type(values).__name__}")
         try:
             return cls(**values)
         except TypeError as exc:
-            raise ValueError(str(exc)) from None
+            raise InputError(str(exc)) from None
 
     # -- the math -----------------------------------------------------------------
 

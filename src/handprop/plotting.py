@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
+from .errors import InputError
 from .files import write_bytes
 from .network import MLP
 from .training import History
@@ -63,15 +64,15 @@ def decision_regions(
     matplotlib.figure.Figure
     """
     if not panels:
-        raise ValueError("decision_regions needs at least one (net, title) panel")
+        raise InputError("decision_regions needs at least one (net, title) panel")
     X = np.asarray(X, dtype=float)
     y = np.asarray(y)
     if X.ndim != 2 or X.shape[1] != 2:
-        raise ValueError(f"decision regions are drawn for two inputs: X must be (n, 2), "
+        raise InputError(f"decision regions are drawn for two inputs: X must be (n, 2), "
                          f"got {X.shape}")
     for net, _ in panels:
         if net.d != 2:
-            raise ValueError(f"decision regions need nets with d = 2, got d = {net.d}")
+            raise InputError(f"decision regions need nets with d = 2, got d = {net.d}")
     n = len(panels)
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
@@ -103,7 +104,7 @@ def learning_curves(history: History, *, title: str | None = None) -> Figure:
     given are left out).
     """
     if len(history) == 0:
-        raise ValueError("the history is empty: no epoch to plot")
+        raise InputError("the history is empty: no epoch to plot")
     epochs = history.column("epoch")
     fig = Figure(figsize=(10, 4), layout="constrained")
     for i, (what, label) in enumerate((("error", "error rate (%)"), ("loss", "average loss"))):

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from .errors import InputError
+
 __all__ = ["Schedule", "Constant", "Step", "Cosine", "Plateau", "make_schedule", "SCHEDULES"]
 
 
@@ -112,5 +114,5 @@ def make_schedule(schedule: str | Schedule, lr: float, epochs: int) -> Schedule:
         return Cosine(lr, epochs=epochs)
     if schedule == "plateau":
         return Plateau(lr)
-    raise ValueError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)} "
+    raise InputError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)} "
                      f"or a handprop.schedules.Schedule")

@@ -25,6 +25,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 
 from . import validate
+from .errors import InputError, InputTypeError
 from .optimizers import OPTIMIZERS, SGD, Adam
 from .penalty import ElasticNet
 from .schedules import SCHEDULES, Schedule, make_schedule
@@ -87,7 +88,7 @@ class RunSettings:
         set_(self, "lr", validate.number("lr", self.lr, low=0, low_open=True))
         validate.choice("optimizer", self.optimizer, OPTIMIZERS)
         if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2):
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {self.betas!r}")
+            raise InputError(f"betas must be a pair (beta1, beta2), got {self.betas!r}")
         set_(self, "betas", tuple(self.betas))
         self.make_optimizer()  # checks momentum, nesterov, betas and epsilon
         set_(self, "momentum", float(self.momentum))
@@ -101,7 +102,7 @@ class RunSettings:
         if self.penalty is None:
             set_(self, "penalty", ElasticNet())
         if not isinstance(self.penalty, ElasticNet):
-            raise TypeError(f"penalty must be an ElasticNet or None, got "
+            raise InputTypeError(f"penalty must be an ElasticNet or None, got "
                             f"{type(self.penalty).__name__}")
         if self.patience is not None:
             set_(self, "patience", validate.number("patience", self.patience, low=1,
@@ -118,7 +119,7 @@ class RunSettings:
 
             Augmenter(augment)  # a bad kind, or no SciPy, fails here
         elif augment is not None and not callable(augment):
-            raise TypeError(f"augment must be None, a string of kinds, or a callable, got "
+            raise InputTypeError(f"augment must be None, a string of kinds, or a callable, got "
                             f"{type(augment).__name__}")
 
     # -- what the run is made of ----------------------------------------------
@@ -143,7 +144,7 @@ class RunSettings:
         augment = Augmenter(self.augment) if isinstance(self.augment, str) else self.augment
         if isinstance(augment, Augmenter) and augment.shape[0] * augment.shape[1] != d:
             h, w = augment.shape
-            raise ValueError(f"augmentation distorts {h} x {w} images, but the examples have "
+            raise InputError(f"augmentation distorts {h} x {w} images, but the examples have "
                              f"{d} features, not {h * w}")
         return augment
 
@@ -175,18 +176,18 @@ class RunSettings:
         """Settings from :meth:`to_dict`'s JSON (a recorded Schedule becomes
         its kind's name); a ValueError names what is wrong."""
         if not isinstance(values, dict):
-            raise ValueError(f"run settings must be a JSON object, got {type(values).__name__}")
+            raise InputError(f"run settings must be a JSON object, got {type(values).__name__}")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ValueError(f"unknown run settings {', '.join(unknown)}")
+            raise InputError(f"unknown run settings {', '.join(unknown)}")
         values = dict(values)
         if isinstance(values.get("schedule"), dict):
             values["schedule"] = str(values["schedule"].get("kind", "")).lower()
         try:
             return cls(**values)
         except TypeError as exc:
-            raise ValueError(str(exc)) from None
+            raise InputError(str(exc)) from None
 
     @classmethod
     def build(cls, settings: RunSettings | None = None, **options) -> RunSettings:
@@ -195,10 +196,10 @@ class RunSettings:
         names = [f.name for f in fields(cls)]
         unknown = sorted(set(options) - set(names))
         if unknown:
-            raise TypeError(f"unknown run setting{'s' if len(unknown) > 1 else ''} "
+            raise InputTypeError(f"unknown run setting{'s' if len(unknown) > 1 else ''} "
                             f"{', '.join(unknown)}; the settings are {', '.join(names)}")
         if settings is None:
             return cls(**options)
         if not isinstance(settings, RunSettings):
-            raise TypeError(f"settings must be a RunSettings, got {type(settings).__name__}")
+            raise InputTypeError(f"settings must be a RunSettings, got {type(settings).__name__}")
         return settings.replace(**options) if options else settings

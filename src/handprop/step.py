@@ -40,6 +40,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .backend import namespace
+from .errors import InputError
 from .network import MLP, Workspace, backward, count_errors, data_loss, forward
 from .optimizers import max_norm_
 from .penalty import ElasticNet
@@ -135,7 +136,7 @@ class _Batches:
         X = self.host_X
         Xb = np.asarray(self.augment(X[idx], rng), dtype=X.dtype)
         if Xb.shape != (len(idx), X.shape[1]):
-            raise ValueError(f"augment returned shape {Xb.shape}, expected "
+            raise InputError(f"augment returned shape {Xb.shape}, expected "
                              f"{(len(idx), X.shape[1])}")
         return Xb
 

@@ -32,10 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
+
 __all__ = ["Space", "SpaceError", "PARAMETERS", "default_space", "run_sweep", "summarize"]
 
 
-class SpaceError(ValueError):
+class SpaceError(InputError):
     """A search-space file is invalid; the message names the file and line."""
 
 
@@ -352,7 +354,7 @@ class BudgetLock:
         self.url, self.study_name = database_url(url), study_name
         self._release = None
         if not self.url.startswith(("postgresql", "sqlite:///", "journal:")):
-            raise ValueError(f"storage {url!r}: handprop sweep shares a study through SQLite "
+            raise InputError(f"storage {url!r}: handprop sweep shares a study through SQLite "
                              f"(sqlite:///FILE), PostgreSQL (postgresql://...) or an Optuna "
                              f"journal file (journal:FILE)")
 
@@ -529,10 +531,10 @@ def run_sweep(config: SweepConfig, *, workers: int = 1, resume: bool = False) ->
     storage = make_storage(config.storage, heartbeat=config.heartbeat)
     names = [s.study_name for s in optuna.study.get_all_study_summaries(storage)]
     if config.study in names and not resume:
-        raise ValueError(f"study {config.study!r} already exists in {config.storage}; "
+        raise InputError(f"study {config.study!r} already exists in {config.storage}; "
                          f"continue it with --resume, or name a new one with --study")
     if resume and config.study not in names:
-        raise ValueError(f"nothing to resume: no study {config.study!r} in {config.storage}")
+        raise InputError(f"nothing to resume: no study {config.study!r} in {config.storage}")
     if not resume:
         optuna.create_study(study_name=config.study, storage=storage, direction="minimize",
                             pruner=_pruner(config))
@@ -590,7 +592,7 @@ def summarize(config: SweepConfig, *, top: int = 10, out=sys.stdout) -> dict:
     print(f"study {config.study!r} in {config.storage}: " + ", ".join(
         f"{n} {k}" for k, n in counts.items() if n), file=out)
     if not complete:
-        raise ValueError("no trial has completed yet: nothing to summarize")
+        raise InputError("no trial has completed yet: nothing to summarize")
     ranked = sorted(complete, key=lambda t: t.value)
     names = sorted({k for t in complete for k in t.params if not k.endswith("_is_zero")})
     print(file=out)

@@ -25,6 +25,7 @@ Every minibatch goes through the training step of :mod:`handprop.step`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -39,6 +40,7 @@ from . import checkpoint as ckpt
 from ._version import __version__
 from .backend import resolve_device, to_numpy
 from .checkpoint import AppendLog
+from .errors import InputError, InputTypeError
 from .files import write_text
 from .network import MLP, Workspace, count_errors, data_loss, forward
 from .settings import RunSettings
@@ -110,19 +112,19 @@ class History(list):
             with open(path, newline="", encoding="utf-8") as f:
                 rows = list(csv.reader(f))
         except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read the log ({exc})") from None
+            raise InputError(f"{path}: cannot read the log ({exc})") from None
         if not rows or tuple(rows[0]) != COLUMNS:
-            raise ValueError(f"{path}: not a handprop log: the header must be "
+            raise InputError(f"{path}: not a handprop log: the header must be "
                              f"{','.join(COLUMNS)}")
         records = []
         for line, row in enumerate(rows[1:], start=2):
             if len(row) != len(COLUMNS):
-                raise ValueError(f"{path}: line {line} has {len(row)} cells, "
+                raise InputError(f"{path}: line {line} has {len(row)} cells, "
                                  f"expected {len(COLUMNS)}")
             try:
                 values = [float(v) for v in row]
             except ValueError:
-                raise ValueError(f"{path}: line {line} holds a non-numeric cell") from None
+                raise InputError(f"{path}: line {line} holds a non-numeric cell") from None
             values[0] = int(values[0])
             records.append(EpochRecord(*values))
         return cls(records)
@@ -134,8 +136,19 @@ class History(list):
 
     @classmethod
     def from_dicts(cls, rows: list[dict], **kwargs) -> History:
-        return cls([EpochRecord(**{k: (math.nan if v is None else v) for k, v in row.items()})
-                    for row in rows], **kwargs)
+        """The inverse of :meth:`to_dicts`; a ValueError for anything else."""
+        if not isinstance(rows, list):
+            raise InputError(f"a history must be a list of records, got {type(rows).__name__}")
+        records = []
+        for row in rows:
+            if not isinstance(row, dict) or tuple(row) != COLUMNS or not all(
+                    v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                    for v in row.values()):
+                raise InputError(f"a history record must hold the numbers "
+                                 f"{', '.join(COLUMNS)}, got {row!r}"[:300])
+            records.append(EpochRecord(**{k: (math.nan if v is None else v)
+                                          for k, v in row.items()}))
+        return cls(records, **kwargs)
 
 
 def _format(value) -> str:
@@ -187,7 +200,7 @@ def _check_split(net: MLP, split, name: str):
     if split is None:
         return None
     if not (isinstance(split, (tuple, list)) and len(split) == 2):
-        raise TypeError(f"{name} must be a pair (X, y), got {type(split).__name__}")
+        raise InputTypeError(f"{name} must be a pair (X, y), got {type(split).__name__}")
     X = net.check_X(split[0])
     return X, net.check_y(split[1], X.shape[0])
 
@@ -294,12 +307,12 @@ def fit(
         the previous checkpoint is intact.
     """
     if not isinstance(net, MLP):
-        raise TypeError(f"net must be a handprop.MLP, got {type(net).__name__}")
+        raise InputTypeError(f"net must be a handprop.MLP, got {type(net).__name__}")
     settings = RunSettings.build(settings, **options)
     xp = resolve_device(device)
     data = _Data.check(net, X, y, valid, test, sample_weight)
     if settings.patience is not None and data.valid is None:
-        raise ValueError("patience (early stopping) needs a validation set: pass valid=(X, y)")
+        raise InputError("patience (early stopping) needs a validation set: pass valid=(X, y)")
     run = _Run(net, settings, data)
     if resume is not None:
         run.restore(resume, force)
@@ -308,7 +321,7 @@ def fit(
         folder = Path(checkpoint)
         folder = folder.parent if folder.suffix == ".npz" else folder
         if not folder.is_dir():
-            raise ValueError(f"checkpoint folder {folder} does not exist")
+            raise InputError(f"checkpoint folder {folder} does not exist")
     logger = AppendLog(log, run.history) if log is not None else None
     if run.finished:
         return run.finish()
@@ -470,6 +483,7 @@ class _Run:
         settings.make_augmenter(net.d)  # the image size must match d
         self.net = net
         self.settings = settings
+        self.n_examples = len(data.X)
         # what a resumed run must match
         self.record = {"net": net.spec(), "run": settings.to_dict(),
                        "data": data.fingerprints()}
@@ -556,37 +570,107 @@ class _Run:
         return ckpt.save(folder, arrays, meta)
 
     def restore(self, folder, force: bool) -> None:
-        arrays, meta = ckpt.load(folder)
-        saved = meta.get("settings", {})
-        diffs = ckpt.differences(saved if isinstance(saved, dict) else {}, self.record)
-        if diffs and not force:
-            raise ckpt.ResumeMismatch(
-                f"cannot resume {ckpt.path_in(folder)}: it was started with other settings: "
-                f"{'; '.join(diffs)} (force=True, or --force, resumes anyway)")
+        n = self.n_examples
+        diffs = []
+
+        def expect(meta: dict):
+            """Compare the settings, then say which arrays may be read: all
+            before a single array is."""
+            saved = meta.get("settings")
+            if not isinstance(saved, dict) or not isinstance(saved.get("net"), dict):
+                raise InputError(f"{ckpt.path_in(folder)}: a damaged checkpoint: it does not "
+                                 f"record its run's settings")
+            diffs.extend(ckpt.differences(saved, self.record))
+            if diffs and not force:
+                raise ckpt.ResumeMismatch(
+                    f"cannot resume {ckpt.path_in(folder)}: it was started with other "
+                    f"settings: {'; '.join(diffs)} (force=True, or --force, resumes anyway)")
+            if saved["net"] != self.record["net"]:
+                raise InputError(f"cannot resume {ckpt.path_in(folder)} with another net: its "
+                                 f"parameters are those of {saved['net']}; train again")
+            return _checkpoint_arrays(self.net, n)
+
+        arrays, meta = ckpt.load(folder, expect)
         try:
-            # copied into the net's own arrays, which outside references keep
-            self.net.params = {k[len("param_"):]: v for k, v in arrays.items()
-                               if k.startswith("param_")}
-            self.optimizer.load_state({k[len("opt_"):]: v for k, v in arrays.items()
-                                       if k.startswith("opt_")})
-            best = {k[len("best_"):]: v for k, v in arrays.items() if k.startswith("best_")}
-            self.best_params = best or None
-            self.epoch = int(meta["epoch"])
-            self.history = History.from_dicts(meta["history"])
-            self.finished = meta.get("finished")
-            self.rng.bit_generator.state = meta["rng"]
-            for key, value in meta["schedule"].items():
-                if not force or key not in ("lr", "epochs"):
-                    setattr(self.sched, key, value)
-            score = meta["best"]["score"]
-            self.best_score = math.inf if score is None else float(score)
-            self.best_epoch = meta["best"]["epoch"]
-            if meta.get("in_epoch") is not None:
-                self.in_epoch = {**meta["in_epoch"], "order": arrays["order"]}
+            self._restore_state(arrays, meta, force, n)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            raise ValueError(f"{ckpt.path_in(folder)}: a damaged checkpoint ({exc})") from None
+            raise InputError(f"{ckpt.path_in(folder)}: a damaged checkpoint ({exc})") from None
         if force and diffs:
             self.finished = None  # new settings may extend a finished run
+
+    def _restore_state(self, arrays: dict, meta: dict, force: bool, n: int) -> None:
+        """Every part of the state, checked before it is used (a checkpoint
+        can be edited: its checksums only prove it was not damaged by chance)."""
+        epoch = meta["epoch"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
+        history = History.from_dicts(meta["history"])
+        if len(history) != epoch:
+            raise ValueError(f"{len(history)} epochs of history for epoch {epoch}")
+        finished = meta.get("finished")
+        if finished is not None and not isinstance(finished, str):
+            raise ValueError("finished must be a string or null")
+        best = meta["best"]
+        score, best_epoch = best["score"], best["epoch"]
+        if not (score is None or isinstance(score, (int, float))) or not (
+                best_epoch is None or (isinstance(best_epoch, int) and 1 <= best_epoch <= epoch)):
+            raise ValueError(f"bad early-stopping record {best!r}")
+        part = meta.get("in_epoch")
+        if part is not None:
+            part = _checked_part(part, arrays.get("order"), n,
+                                 -(-n // self.settings.batch_size))
+        schedule = meta["schedule"]
+        names = {f.name for f in dataclasses.fields(self.sched)}
+        if not isinstance(schedule, dict) or not set(schedule) <= names or not all(
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                for v in schedule.values()):
+            raise ValueError(f"bad schedule state {schedule!r}")
+        self.rng.bit_generator.state = meta["rng"]
+        # copied into the net's own arrays, which outside references keep
+        self.net.params = {k[len("param_"):]: v for k, v in arrays.items()
+                           if k.startswith("param_")}
+        self.optimizer.load_state({k[len("opt_"):]: v for k, v in arrays.items()
+                                   if k.startswith("opt_")})
+        best_params = {k[len("best_"):]: v for k, v in arrays.items() if k.startswith("best_")}
+        self.best_params = best_params or None
+        for key, value in schedule.items():
+            if not force or key not in ("lr", "epochs"):
+                setattr(self.sched, key, value)
+        self.epoch, self.history, self.finished = epoch, history, finished
+        self.best_score = math.inf if score is None else float(score)
+        self.best_epoch = best_epoch
+        self.in_epoch = part
+
+
+def _checkpoint_arrays(net: MLP, n: int) -> tuple[dict, dict]:
+    """The arrays a checkpoint of ``net`` trained on n examples may hold, with
+    their shapes: (required, optional) for :func:`handprop.files.read_archive`."""
+    shapes = net.shapes()
+    required = {f"param_{k}": (s, net.dtype) for k, s in shapes.items()}
+    optional = {"opt_t": ((), np.int64), "order": ((n,), np.int64)}
+    for k, s in shapes.items():
+        for prefix in ("opt_velocity_", "opt_m_", "opt_v_", "best_"):
+            optional[prefix + k] = (s, net.dtype)
+    return required, optional
+
+
+def _checked_part(part, order, n: int, n_batches: int) -> dict:
+    """A stopped epoch's record, checked: its figures are numbers, its
+    minibatch is in range, and its order is a permutation of the n examples."""
+    if not isinstance(part, dict) or set(part) != {"batch", "wrong", "loss_sum", "seconds",
+                                                   "first_rate"}:
+        raise ValueError(f"bad record of the stopped epoch {part!r}")
+    for key in ("batch", "wrong"):
+        if isinstance(part[key], bool) or not isinstance(part[key], int) or part[key] < 0:
+            raise ValueError(f"{key} must be an integer >= 0, got {part[key]!r}")
+    for key in ("loss_sum", "seconds", "first_rate"):
+        if isinstance(part[key], bool) or not isinstance(part[key], (int, float)):
+            raise ValueError(f"{key} must be a number, got {part[key]!r}")
+    if not part["batch"] < n_batches or part["wrong"] > n:
+        raise ValueError(f"minibatch {part['batch']} of {n_batches} is out of range")
+    if order is None or not np.array_equal(np.sort(order), np.arange(n)):
+        raise ValueError(f"the stopped epoch's order is not a permutation of the {n} examples")
+    return {**part, "order": order}
 
 
 def signal_name(signum: int) -> str:

@@ -25,6 +25,8 @@ import numbers
 
 import numpy as np
 
+from .errors import InputError, InputTypeError
+
 __all__ = ["number", "rate", "dropout_rates", "hidden_sizes", "choice", "flag"]
 
 #: The largest integer setting accepted: anything larger cannot index an
@@ -69,22 +71,22 @@ def number(name: str, value, *, low: float | None = None, high: float | None = N
     wanted = f"{name} must be {kind}" + (f" {where}" if where else "")
     types = (numbers.Integral,) if integer else (numbers.Real,)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, types):
-        raise TypeError(f"{wanted}, got {type(value).__name__} {_short(value)}")
+        raise InputTypeError(f"{wanted}, got {type(value).__name__} {_short(value)}")
     if integer:
         out = int(value)
         if abs(out) > INT_MAX:
-            raise ValueError(f"{wanted} that fits in 64 bits, got {_short(out)}")
+            raise InputError(f"{wanted} that fits in 64 bits, got {_short(out)}")
     else:
         try:
             out = float(value)
         except OverflowError:
-            raise ValueError(f"{wanted}, got {_short(value)}, too large for a float") from None
+            raise InputError(f"{wanted}, got {_short(value)}, too large for a float") from None
         if not math.isfinite(out):
-            raise ValueError(f"{wanted}, got {out!r}")
+            raise InputError(f"{wanted}, got {out!r}")
     if low is not None and (out < low or (low_open and out == low)):
-        raise ValueError(f"{wanted}, got {_short(value)}")
+        raise InputError(f"{wanted}, got {_short(value)}")
     if high is not None and (out > high or (high_open and out == high)):
-        raise ValueError(f"{wanted}, got {_short(value)}")
+        raise InputError(f"{wanted}, got {_short(value)}")
     return out
 
 
@@ -108,18 +110,18 @@ def dropout_rates(value) -> tuple[float, float]:
         try:
             value = tuple(float(p) for p in value.split(","))
         except ValueError:
-            raise ValueError(_DROPOUT_MESSAGE.format(_short(given))) from None
+            raise InputError(_DROPOUT_MESSAGE.format(_short(given))) from None
         value = value[0] if len(value) == 1 else value
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
         value = (0.0, value)
     if isinstance(value, np.ndarray):
         value = tuple(value.tolist())
     if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ValueError(_DROPOUT_MESSAGE.format(_short(given)))
+        raise InputError(_DROPOUT_MESSAGE.format(_short(given)))
     try:
         return rate("input dropout rate", value[0]), rate("hidden dropout rate", value[1])
     except (TypeError, ValueError):
-        raise ValueError(_DROPOUT_MESSAGE.format(_short(given))) from None
+        raise InputError(_DROPOUT_MESSAGE.format(_short(given))) from None
 
 
 def hidden_sizes(value, name: str = "d_h") -> tuple[int, ...]:
@@ -130,17 +132,17 @@ def hidden_sizes(value, name: str = "d_h") -> tuple[int, ...]:
         try:
             value = tuple(int(p) for p in value.split(","))
         except ValueError:
-            raise ValueError(f"{name} must be one or more positive integers, comma-separated, "
+            raise InputError(f"{name} must be one or more positive integers, comma-separated, "
                              f"got {_short(given)}") from None
     if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
         value = (value,)
     try:
         sizes = tuple(value)
     except TypeError:
-        raise TypeError(f"{name} must be a positive integer or a sequence of them, got "
+        raise InputTypeError(f"{name} must be a positive integer or a sequence of them, got "
                         f"{type(given).__name__} {_short(given)}") from None
     if not sizes:
-        raise ValueError(f"{name} must name at least one hidden layer, got {_short(given)}")
+        raise InputError(f"{name} must name at least one hidden layer, got {_short(given)}")
     return tuple(number(name, s, low=1, integer=True) for s in sizes)
 
 
@@ -148,7 +150,7 @@ def choice(name: str, value, options) -> str:
     """``value`` if it is one of the strings ``options``, else a ValueError
     that lists them."""
     if not isinstance(value, str) or value not in options:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, "
+        raise InputError(f"{name} must be one of {', '.join(map(repr, options))}, "
                          f"got {_short(value)}")
     return value
 
@@ -156,5 +158,5 @@ def choice(name: str, value, options) -> str:
 def flag(name: str, value) -> bool:
     """A bool (Python's or NumPy's), else a TypeError."""
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {_short(value)}")
+        raise InputTypeError(f"{name} must be True or False, got {_short(value)}")
     return bool(value)
