@@ -251,7 +251,8 @@ def test_lambdas_must_match_the_weight_matrices():
     assert ("argument --l1: expected one lambda, or one per weight matrix (3 for this net), "
             "got 2") in r.stderr
     r = run("gradcheck", "--d-h", "3,0")
-    assert r.returncode == 2 and "argument --d-h: d_h must be an integer >= 1, got 0" in r.stderr
+    assert r.returncode == 2 and "argument --d-h: hidden sizes must be an integer >= 1, got 0" \
+        in r.stderr
 
 
 def test_train_a_deep_net_and_resume_it(tmp_path):

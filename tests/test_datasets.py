@@ -130,6 +130,7 @@ def test_mnist_download_checks_and_renames(tmp_path, monkeypatch):
         (bad / f"{name}.gz").write_bytes(gzip.compress(b"not mnist"))
     monkeypatch.setattr(datasets, "MNIST_MIRRORS", (bad.as_uri() + "/", MNIST_DIR.as_uri() + "/"))
     cache = tmp_path / "cache"
+    cache.mkdir()  # an existing folder: downloads go there
     (_, ytr), _, _ = load_mnist(cache)
     assert len(ytr) == 50000
     assert sorted(p.name for p in cache.iterdir()) == sorted(f"{n}.gz" for n in
@@ -144,6 +145,7 @@ def test_mnist_failed_download_leaves_nothing_and_says_where(tmp_path, monkeypat
     monkeypatch.setattr(datasets, "MNIST_MIRRORS", (bad.as_uri() + "/",
                                                     "http://127.0.0.1:9/nothing/"))
     cache = tmp_path / "cache"
+    cache.mkdir()
     with pytest.raises(DataError) as info:
         load_mnist(cache, timeout=2)
     text = str(info.value)

@@ -264,7 +264,11 @@ def softmax(o_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
     Returns
     -------
-    array, the shape of ``o_a``; each row positive and summing to 1.
+    array, the shape of ``o_a``; each row sums to 1, each entry in [0, 1]. In
+    exact arithmetic every entry is positive; in floating point, an entry
+    whose logit is more than about 745 (float64) or 104 (float32) below its
+    row's maximum underflows to 0, as here (the loss never takes its log: see
+    :func:`logsumexp`):
 
     >>> softmax(np.array([1e4, 0.0, -1e4]))
     array([1., 0., 0.])

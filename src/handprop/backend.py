@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import InputError, InputTypeError
 
-__all__ = ["namespace", "resolve_device", "to_numpy", "DEVICES"]
+__all__ = ["namespace", "check_device", "resolve_device", "to_numpy", "DEVICES"]
 
 DEVICES = ('"cpu"', '"cuda"', '"cuda:N"')
 _CUDA = re.compile(r"cuda(?::(\d+))?")
@@ -47,8 +47,38 @@ def namespace(*arrays) -> ModuleType:
     return np
 
 
+def check_device(device: str) -> tuple[ModuleType, int | None]:
+    """Check that ``device`` can be used, changing nothing: (the array module,
+    the GPU's number or None). The errors are :func:`resolve_device`'s."""
+    if not isinstance(device, str):
+        raise InputTypeError(f"device must be a string ({', '.join(DEVICES)}), got "
+                             f"{type(device).__name__}")
+    if device == "cpu":
+        return np, None
+    match = _CUDA.fullmatch(device)
+    if match is None:
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    try:
+        import cupy
+    except ImportError:
+        raise InputError(f"device={device!r} needs CuPy, which is not installed: pip install "
+                         f"'handprop[cuda12]' (or [cuda13], for the CUDA version of the "
+                         f"driver that nvidia-smi shows)") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CuPy's CUDARuntimeError, or a missing libcuda
+        raise InputError(f"device={device!r}: CuPy finds no usable NVIDIA GPU ({exc})") \
+            from None
+    number = int(match.group(1) or cupy.cuda.runtime.getDevice())
+    if not 0 <= number < count:
+        raise InputError(f"device={device!r}: there is no GPU number {number}; "
+                         f"{count} visible (cuda:0 to cuda:{count - 1})")
+    return cupy, number
+
+
 def resolve_device(device: str) -> ModuleType:
-    """The array module for ``device``, after checking that it can be used.
+    """The array module for ``device``, after checking that it can be used;
+    "cuda:N" makes GPU N the current one (:func:`check_device` only checks).
 
     Parameters
     ----------
@@ -63,30 +93,10 @@ def resolve_device(device: str) -> ModuleType:
     TypeError
         when ``device`` is not a string.
     """
-    if not isinstance(device, str):
-        raise InputTypeError(f"device must be a string ({', '.join(DEVICES)}), got "
-                        f"{type(device).__name__}")
-    if device == "cpu":
-        return np
-    match = _CUDA.fullmatch(device)
-    if match is None:
-        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    try:
-        import cupy
-    except ImportError:
-        raise InputError(f"device={device!r} needs CuPy, which is not installed: pip install "
-                         f"'handprop[cuda12]' (or [cuda13], for the CUDA version of the "
-                         f"driver that nvidia-smi shows)") from None
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # CuPy's CUDARuntimeError, or a missing libcuda
-        raise InputError(f"device={device!r}: CuPy finds no usable NVIDIA GPU ({exc})") from None
-    number = int(match.group(1) or cupy.cuda.runtime.getDevice())
-    if not 0 <= number < count:
-        raise InputError(f"device={device!r}: there is no GPU number {number}; "
-                         f"{count} visible (cuda:0 to cuda:{count - 1})")
-    cupy.cuda.Device(number).use()
-    return cupy
+    xp, number = check_device(device)
+    if number is not None:
+        xp.cuda.Device(number).use()
+    return xp
 
 
 def to_numpy(a) -> np.ndarray:

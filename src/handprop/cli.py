@@ -17,7 +17,7 @@ import numpy as np
 
 from . import validate
 from ._version import __version__
-from .backend import resolve_device
+from .backend import check_device
 from .errors import InputError
 from .settings import RunSettings
 
@@ -78,7 +78,17 @@ def _positive_float(text: str) -> float:
 
 
 _rates = _argument(validate.dropout_rates)
-_hidden = _argument(validate.hidden_sizes)
+_hidden = _argument(lambda text: validate.hidden_sizes(text, "hidden sizes"))
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if not 0 <= value <= validate.INT_MAX:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
 
 
 def _penalty(l1: tuple[float, ...], l2: tuple[float, ...], n_weights: int):
@@ -310,28 +320,65 @@ def _classes(dataset: str, labels: np.ndarray) -> int:
 
 
 def cmd_train(args: argparse.Namespace, explicit: set[str] = frozenset()) -> int:
-    from tqdm.auto import tqdm
-
-    from .checkpoint import Interrupted
-    from .datasets import load_dataset
-    from .files import remove_stale_temporaries, write_text
-    from .network import MLP
-    from .plotting import learning_curves, save_figure
-    from .training import Diverged, fit
+    from .files import lock_folder, remove_stale_temporaries
 
     if args.resume:
-        run = _resume_run(args, explicit)
         out = Path(args.resume)
-    elif args.force:
-        raise UsageError("--force only applies with --resume")
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"argument --resume: {out} is a file; give the run's folder (the "
+                             f"--out of the run to continue), not a file in it")
+        if not (out / "run.json").exists():
+            _saved_run(out)  # says what is missing before anything is written
     else:
         if args.epochs is None:
             args.epochs = DEFAULT_EPOCHS.get(args.dataset, 50)
         run = _run_of(args)  # every setting is checked before anything is read or written
         out = Path(args.out or f"runs/{_dataset_name(args.dataset)}")
-    resolve_device(args.device)  # so is a GPU that cannot be used
+    check_device(args.device)  # so is a GPU that cannot be used
     out = _writable_folder(str(out))
-    remove_stale_temporaries(out)
+    with lock_folder(out):  # one process at a time writes a run folder
+        remove_stale_temporaries(out)
+        if args.resume:
+            run = _resume_run(args, explicit)
+        else:
+            _refuse_to_replace_an_unfinished_run(out, args.force)
+        return _train(args, run, out)
+
+
+def _refuse_to_replace_an_unfinished_run(out: Path, force: bool) -> None:
+    """A new run in ``out`` replaces the run there. An unfinished one (a
+    checkpoint that has not finished) is only replaced with --force."""
+    from . import checkpoint as ckpt
+
+    path = ckpt.path_in(out)
+    if not path.exists():
+        return
+    if not force:
+        try:
+            meta = ckpt.load(out, meta_only=True)[1]
+            unfinished = not meta.get("finished")
+            epoch = meta.get("epoch")
+            where = f"stopped after epoch {epoch}" if isinstance(epoch, int) else "stopped"
+        except InputError as exc:
+            unfinished, where = True, f"its checkpoint cannot be read: {exc}"
+        if unfinished:
+            raise InputError(f"{out} holds an unfinished run ({where}): continue it with "
+                             f"handprop train --resume {out}, or add --force to start a new "
+                             f"run there in its place")
+    path.unlink()  # the new run's checkpoints replace the old run's
+
+
+def _train(args: argparse.Namespace, run: _Run, out: Path) -> int:
+    """Train ``run`` in the (locked) folder ``out`` and write its results."""
+    from tqdm.auto import tqdm
+
+    from .checkpoint import Interrupted
+    from .datasets import load_dataset
+    from .files import write_text
+    from .network import MLP
+    from .plotting import learning_curves, save_figure
+    from .training import Diverged, fit
+
     train, valid, test = load_dataset(run.dataset, data_dir=args.data_dir)
     m = _classes(run.dataset, np.concatenate([train[1], valid[1], test[1]]))
     net = MLP(train[0].shape[1], tuple(run.net["hidden"]), m, activation=run.net["activation"],
@@ -553,7 +600,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise UsageError("argument --workers: expected a positive integer")
-    resolve_device(args.device)  # before any study is created
+    check_device(args.device)  # before any study is created
     grid = None
     dataset = args.dataset
     if args.preset == "moons-capacity":
@@ -694,7 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the output/loss pair: softmax + cross-entropy (default), logistic "
                        "+ binary cross-entropy, identity + half squared error")
         lambdas(p)
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=_seed, default=0)
 
     def lambdas(p):
         for name in ("l1", "l2"):
@@ -759,7 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="cpu (default), or cuda / cuda:N to train on an NVIDIA GPU (needs "
                    "CuPy); a run may be resumed on another device")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--data-dir", default=None, help="folder of the MNIST files")
     p.add_argument("--out", default=None, help="output folder (default runs/DATASET)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -767,7 +814,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run whose output folder is DIR from its last checkpoint, "
                    "with its settings")
     p.add_argument("--force", action="store_true",
-                   help="with --resume: accept settings that differ from the run's")
+                   help="with --resume: accept settings that differ from the run's; without: "
+                   "start a new run in a folder that holds an unfinished one")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -790,7 +838,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training points drawn for moons (default 200; few points make "
                    "overfitting visible)")
     p.add_argument("--noise", type=float, default=0.25, help="moons noise (default 0.25)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", default="regions.png", help="default regions.png")
     p.set_defaults(func=cmd_regions)
 
@@ -827,7 +875,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one row per use: shift, affine, elastic, or several comma-separated "
                    "(default: one row each for shift, affine, elastic)")
     p.add_argument("--n", type=_positive_int, default=8, help="digits (default 8)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="distortions.png", help="default distortions.png")
     p.set_defaults(func=cmd_distortions)
@@ -857,7 +905,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=_positive_int, default=10,
                    help="seconds between a running trial's heartbeats; a trial silent for 3 "
                    "heartbeats is failed and retried (default 10)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="cpu (default), or cuda / cuda:N: every trial trains on that GPU")

@@ -16,6 +16,7 @@ import csv
 import gzip
 import hashlib
 import os
+import sys
 import urllib.request
 import warnings
 import zlib
@@ -380,7 +381,7 @@ def _read_idx(path: Path, magic: int, count: int, sha256: str) -> np.ndarray:
 
 def _find(folder: Path, name: str) -> Path | None:
     for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
+        if candidate.exists():  # a FIFO or a folder of that name is refused when read
             return candidate
     return None
 
@@ -420,9 +421,12 @@ def load_mnist(
 
     Parameters
     ----------
-    data_dir : folder holding the four standard IDX files, gzipped or not.
-        By default ``mnist/`` under :func:`data_home`.
-    download : fetch missing files from :data:`MNIST_MIRRORS`
+    data_dir : an existing folder holding the four standard IDX files,
+        gzipped or not. By default ``mnist/`` under :func:`data_home`.
+    download : fetch missing files from :data:`MNIST_MIRRORS`, into the
+        folder; a ``data_dir`` that does not exist is an error rather than a
+        place to download to (a mistyped path would otherwise become a new
+        folder tree). Where files are downloaded is printed on stderr.
     timeout : seconds per download attempt
 
     Returns
@@ -433,13 +437,24 @@ def load_mnist(
     (n, 784), each y int64.
     """
     folder = Path(data_dir) if data_dir is not None else data_home() / "mnist"
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"the MNIST folder {folder} is a file, not a folder (--data-dir, or "
+                        f"HANDPROP_DATA)")
+    if data_dir is not None and not folder.exists():
+        raise DataError(f"the MNIST folder {folder} does not exist (--data-dir): give the "
+                        f"folder that holds the four IDX files")
     paths = {}
     for name in MNIST_FILES:
         found = _find(folder, name)
         if found is None:
             if not download:
                 raise DataError(f"MNIST file {name} (or {name}.gz) is not in {folder}")
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DataError(f"cannot create the MNIST folder {folder}: "
+                                f"{exc.strerror or exc}") from None
+            print(f"handprop: downloading {name}.gz into {folder}", file=sys.stderr)
             found = _download(folder, name, timeout)
         paths[name] = found
     arrays = {name: _read_idx(paths[name], *MNIST_FILES[name]) for name in MNIST_FILES}

@@ -44,7 +44,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from . import activations as act
 from . import validate
-from .backend import resolve_device, to_numpy
+from .backend import check_device, resolve_device, to_numpy
 from .errors import InputError, InputTypeError
 from .network import MLP, cross_entropy, forward
 from .optimizers import SGD, Adam
@@ -264,7 +264,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.device != "cpu" and self.solver == "lbfgs":
             raise InputError(f"device={self.device!r} needs a stochastic solver (sgd or adam): "
                              f"lbfgs runs SciPy's L-BFGS-B, on the CPU")
-        resolve_device(self.device)
+        check_device(self.device)  # checks only: validation selects no GPU
 
     def _sizes(self) -> tuple[int, ...]:
         return validate.hidden_sizes(self.hidden_layer_sizes, "hidden_layer_sizes")

@@ -535,6 +535,8 @@ class MLP:
         seed: int | np.random.Generator | None = None,
     ) -> None:
         self._setup(d, d_h, m, activation, output, dtype)
+        if seed is not None and not isinstance(seed, np.random.Generator):
+            seed = validate.number("seed", seed, low=0, integer=True)
         rng = np.random.default_rng(seed)
         params = {}
         for l in range(1, self.L + 2):
@@ -676,10 +678,14 @@ class MLP:
             raise InputError(
                 f"X has {arr.shape[1]} features per example; this net expects d = {self.d}"
             )
-        arr = np.asarray(arr, dtype=self.dtype)
         if not _all_finite(arr):
             raise InputError("X contains NaN or inf; every input must be finite")
-        return arr
+        if self.dtype == np.float32 and arr.dtype.itemsize > 4 and arr.size:
+            top = float(np.abs(arr).max())
+            if top > np.finfo(np.float32).max:
+                raise InputError(f"X holds values up to {top:.3g}, beyond float32's range "
+                                 f"(3.4e38): scale the data, or use a float64 net")
+        return np.asarray(arr, dtype=self.dtype)
 
     def check_y(self, y, K: int) -> np.ndarray:
         """The targets of K examples, checked for this net's output.

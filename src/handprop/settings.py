@@ -16,7 +16,7 @@ True
 >>> RunSettings(lr=-1)
 Traceback (most recent call last):
 ...
-ValueError: lr must be a number > 0, got -1
+handprop.errors.InputError: lr must be a number > 0, got -1
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ class RunSettings:
     patience : int >= 1 or None. With a validation set, stop once the
         validation error (the loss, for identity outputs) has not improved
         for this many epochs, and restore the parameters of the best epoch.
-    seed : int, seeds the shuffling and the dropout masks
+    seed : int >= 0, seeds the shuffling and the dropout masks (from one
+        generator, in that order), and the distortions (minibatch b of epoch
+        e from a generator of its own, seeded by (seed, e, b)): the same seed
+        gives the same run, resumed or not
     dropout : the dropout rate of the hidden layers, or (input rate, hidden
         rate); inverted dropout, so evaluation uses the net as it is
     max_norm : float > 0 or None: after every step, each row of each hidden
@@ -107,7 +110,7 @@ class RunSettings:
         if self.patience is not None:
             set_(self, "patience", validate.number("patience", self.patience, low=1,
                                                    integer=True))
-        set_(self, "seed", validate.number("seed", self.seed, integer=True))
+        set_(self, "seed", validate.number("seed", self.seed, low=0, integer=True))
         set_(self, "dropout", validate.dropout_rates(self.dropout))
         if self.max_norm is not None:
             set_(self, "max_norm", validate.number("max_norm", self.max_norm, low=0,

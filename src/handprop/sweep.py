@@ -344,6 +344,20 @@ def _stable():
         yield
 
 
+def advisory_key(study_name: str) -> int:
+    """The PostgreSQL advisory-lock key of a study: 64 bits of the sha256 of
+    its whole name, so that studies whose names share a prefix (every default
+    one begins with "handprop-") never share a lock.
+
+    >>> advisory_key("handprop-moons") != advisory_key("handprop-mnist")
+    True
+    """
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big",
+                          signed=True)
+
+
 class BudgetLock:
     """Mutual exclusion around claiming a trial slot, for every worker of a
     study: a lock file beside a SQLite or journal file (it works across
@@ -364,7 +378,7 @@ class BudgetLock:
 
             engine = sqlalchemy.create_engine(database_url(self.url))
             conn = engine.connect()
-            key = int.from_bytes(self.study_name.encode()[:8].ljust(8, b"\0"), "big") >> 1
+            key = advisory_key(self.study_name)
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
 
             def release():

@@ -2,18 +2,20 @@
 
 ``fit``, the network, the penalty, the optimizers, the estimator and the CLI
 all call these, so that one bad value gets one message wherever it comes
-from: a TypeError when the value is not of the expected kind, a ValueError
-when it is out of range, each naming the argument and what was expected.
+from: an InputTypeError (a TypeError) when the value is not of the expected
+kind, an InputError (a ValueError) when it is out of range, each naming the
+argument and what was expected (see :mod:`handprop.errors`).
 
 Python integers have no size limit, and ``float(10**400)`` overflows: these
-checks turn that into the same ValueError as any other out-of-range value.
+checks turn that into the same InputError as any other out-of-range value.
 
 >>> number("lr", 0.1, low=0, low_open=True)
 0.1
->>> number("epochs", 10**400, low=1, integer=True)
-Traceback (most recent call last):
-...
-ValueError: epochs must be an integer >= 1 that fits in 64 bits, got 1000000000...
+>>> try:
+...     number("epochs", 10**400, low=1, integer=True)
+... except ValueError as exc:
+...     print(str(exc)[:60])
+epochs must be an integer >= 1 that fits in 64 bits, got 100
 >>> dropout_rates(0.5), dropout_rates((0.2, 0.5)), dropout_rates("0.2,0.5")
 ((0.0, 0.5), (0.2, 0.5), (0.2, 0.5))
 """
