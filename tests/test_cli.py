@@ -287,3 +287,54 @@ def test_a_rejected_command_writes_nothing(tmp_path):
     r = run("train", "--out", str(out), "--label-smoothing", "1.5")
     assert r.returncode == 2 and "label_smoothing must be a number in [0, 1)" in r.stderr
     assert (out / "run.json").read_text() == before
+
+
+def test_a_bug_is_reported_as_a_bug(monkeypatch, capsys, tmp_path):
+    # handprop's own errors are bad input (exit 2, one line); anything else
+    # is a bug: exit 1, said so, with the traceback in a file
+    from handprop import cli
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.delenv("HANDPROP_DEBUG", raising=False)
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+
+    def broken(args):
+        return {}["missing"]  # a KeyError inside handprop
+
+    monkeypatch.setattr(cli, "cmd_curves", broken)
+    assert cli.main(["curves", "log.csv"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "internal error, a bug in handprop rather than in your input: KeyError" in err
+    report = next(tmp_path.glob("handprop-bug-*.txt"))
+    assert report.name in err and "Traceback" in report.read_text()
+
+    def bad_input(args):
+        from handprop.errors import InputError
+
+        raise InputError("log.csv: not a handprop log")
+
+    monkeypatch.setattr(cli, "cmd_curves", bad_input)
+    assert cli.main(["curves", "log.csv"]) == 2
+    assert capsys.readouterr().err == "handprop: error: log.csv: not a handprop log\n"
+
+
+@pytest.mark.parametrize("command,hint", [
+    (["train"], "try a smaller --hidden or --batch-size"),
+    (["evaluate", "m.npz"], "the data or the model is too large for this machine"),
+    (["predict", "m.npz", "x.csv"], "the data or the model is too large for this machine"),
+])
+def test_out_of_memory_hints_name_the_commands_options(monkeypatch, capsys, command, hint):
+    from handprop import cli
+
+    def exhausted(*args):
+        raise MemoryError("Unable to allocate 9.00 GiB")
+
+    monkeypatch.setattr(cli, {"train": "cmd_train", "evaluate": "cmd_evaluate",
+                              "predict": "cmd_predict"}[command[0]], exhausted)
+    monkeypatch.delenv("HANDPROP_DEBUG", raising=False)
+    assert cli.main(command) == 2
+    assert capsys.readouterr().err == (f"handprop: error: out of memory (Unable to allocate "
+                                       f"9.00 GiB); {hint}\n")

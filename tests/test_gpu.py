@@ -296,3 +296,25 @@ def test_cli_trains_on_gpu(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert (out / "model.npz").exists() and "finished 3 epochs" in proc.stdout
+
+
+def test_validating_a_device_selects_no_gpu(monkeypatch):
+    # a CuPy whose GPU 1 records being made current: checking "cuda:1" (as the
+    # estimator's parameter checks do) must not, training on it must
+    import types
+
+    used = []
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 2, getDevice=lambda: 0),
+        Device=lambda n: types.SimpleNamespace(use=lambda: used.append(n)))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    from handprop.backend import check_device
+
+    assert check_device("cuda:1") == (fake, 1) and used == []
+    pytest.importorskip("sklearn")
+    from handprop import MLPClassifier
+
+    MLPClassifier(device="cuda:1")._check_params()
+    assert used == []
+    assert resolve_device("cuda:1") is fake and used == [1]

@@ -234,3 +234,36 @@ def test_bad_space_files_name_the_line(tmp_path, text, message):
     r = sweep("--space", str(path), "--out", str(tmp_path / "run"))
     assert r.returncode == 2 and r.stderr.startswith("handprop: error: ")
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_studies_sharing_a_prefix_do_not_share_the_budget_lock(tmp_path, postgres_url):
+    # handprop 0.1 keyed the PostgreSQL advisory lock on the first 8 bytes of
+    # the study name, so "handprop-a" and "handprop-b" waited on each other
+    import threading
+
+    from handprop.sweep import BudgetLock, advisory_key
+
+    a, b = "handprop-moons-first", "handprop-moons-second"
+    assert advisory_key(a) != advisory_key(b)
+    taken = threading.Event()
+
+    def take_b():
+        with BudgetLock(postgres_url, b):
+            taken.set()
+
+    with BudgetLock(postgres_url, a):
+        thread = threading.Thread(target=take_b, daemon=True)
+        thread.start()
+        assert taken.wait(10), "the second study waited on the first one's lock"
+    thread.join(10)
+    # and two such studies run at once, each keeping its exact budget
+    procs = [subprocess.Popen([sys.executable, "-m", "handprop", "sweep", "--space",
+                               str(space_file(tmp_path, epochs=5)), "--trials", "3",
+                               "--storage", postgres_url, "--study", name, "--out",
+                               str(tmp_path / name)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for name in (a, b)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    for name in (a, b):
+        assert_exactly(load(postgres_url, name), 3)

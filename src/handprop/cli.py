@@ -57,13 +57,21 @@ def _lambdas(text: str) -> tuple[float, ...]:
     return values
 
 
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:30]) + f"... ({len(text)} characters)"
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if not 1 <= value <= validate.INT_MAX:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got "
+                                         f"{_shown(text)}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {_shown(text)}")
+    if value > validate.INT_MAX:
+        raise argparse.ArgumentTypeError(f"expected a positive integer of at most 64 bits, got "
+                                         f"{_shown(text)}")
     return value
 
 

@@ -364,13 +364,16 @@ def _read_idx(path: Path, magic: int, count: int, sha256: str) -> np.ndarray:
             expected_len = header_len + int(np.prod(dims))
             body = _read_exactly(stream, expected_len - header_len)
             extra = stream.read(1)  # at the end of a gzip member, this checks its CRC
+            if extra:  # a little more, so that corrupt data meets its CRC (bounded)
+                stream.read(1 << 20)
         except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
             raise DataError(f"{path}: truncated or corrupt gzip data ({exc})") from None
-    if len(body) < expected_len - header_len or extra:
-        size = header_len + len(body)
-        what = (f"truncated: {size} bytes" if not extra else
-                f"too long: more than the {expected_len} bytes")
-        raise DataError(f"{path}: {what} where the header implies {expected_len}")
+    if extra:
+        raise DataError(f"{path}: too long: more than the {expected_len} bytes that its header "
+                        f"implies")
+    if len(body) < expected_len - header_len:
+        raise DataError(f"{path}: truncated: {header_len + len(body)} bytes where the header "
+                        f"implies {expected_len}")
     digest = hashlib.sha256(header)
     digest.update(body)
     if digest.hexdigest() != sha256:

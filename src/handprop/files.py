@@ -350,7 +350,7 @@ def read_npz(path: str | os.PathLike, names, what: str = "data file") -> dict:
     with open_regular(path, what) as f:
         if f.read(6) == b"\x93NUMPY":
             raise InputError(f"{path}: a single NumPy array (.npy), not an .npz archive of "
-                             f"{', '.join(names)}")
+                             f"{' and '.join(names)}")
         f.seek(0)
         try:
             with zipfile.ZipFile(f) as zf:

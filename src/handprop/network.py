@@ -682,7 +682,7 @@ class MLP:
             raise InputError("X contains NaN or inf; every input must be finite")
         if self.dtype == np.float32 and arr.dtype.itemsize > 4 and arr.size:
             top = float(np.abs(arr).max())
-            if top > np.finfo(np.float32).max:
+            if top > float(np.finfo(np.float32).max):
                 raise InputError(f"X holds values up to {top:.3g}, beyond float32's range "
                                  f"(3.4e38): scale the data, or use a float64 net")
         return np.asarray(arr, dtype=self.dtype)
