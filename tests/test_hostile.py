@@ -210,6 +210,21 @@ def test_a_fifo_as_a_checkpoint_does_not_hang(tmp_path):
     one_line(cli("train", "--resume", run, timeout=20), "checkpoint.npz: a FIFO", seconds=10)
 
 
+@pytest.mark.parametrize("make", ["log", "space", "run.json"])
+def test_other_files_that_are_fifos(tmp_path, make):
+    fifo = tmp_path / "f"
+    if make == "run.json":
+        run = _finished_run(tmp_path / "run")
+        (run / "run.json").unlink()
+        os.mkfifo(run / "run.json")
+        args = ("train", "--resume", run)
+    else:
+        os.mkfifo(fifo)
+        args = ("curves", fifo) if make == "log" else ("sweep", "--space", fifo, "--out",
+                                                       tmp_path / "sweep")
+    one_line(cli(*args, timeout=20), "a FIFO \\(named pipe\\), not a regular file", seconds=10)
+
+
 @pytest.mark.parametrize("value", [[], "0123", {"W1": 5}])
 def test_malformed_model_checksums(tmp_path, value):
     path = _model(tmp_path / "m.npz")

@@ -251,13 +251,15 @@ def _saved_run(folder: Path) -> _Run:
     none, or it cannot be read."""
     import json
 
+    from .files import read_text
+
     path = folder / "run.json"
-    try:
-        saved = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         raise InputError(f"nothing to resume in {folder}: it has no run.json "
-                         f"(was it written by handprop train?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                         f"(was it written by handprop train?)")
+    try:
+        saved = json.loads(read_text(path, "run file"))
+    except json.JSONDecodeError as exc:
         raise InputError(f"{path}: unreadable ({exc})") from None
     try:
         net = saved["net"]

@@ -116,12 +116,13 @@ class Space:
             import tomllib
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib
+        from .files import read_text
+
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise SpaceError(f"{path}: cannot read the space file ({exc.strerror or exc})"
-                             ) from None
+            text = read_text(path, "space file")
+        except InputError as exc:
+            raise SpaceError(str(exc)) from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

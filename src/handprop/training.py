@@ -41,7 +41,7 @@ from ._version import __version__
 from .backend import resolve_device, to_numpy
 from .checkpoint import AppendLog
 from .errors import InputError, InputTypeError
-from .files import write_text
+from .files import read_text, write_text
 from .network import MLP, Workspace, count_errors, data_loss, forward
 from .settings import RunSettings
 from .step import EpochTotals, Step
@@ -109,9 +109,8 @@ class History(list):
     def read_csv(cls, path: str | os.PathLike) -> History:
         """Read a log written by :meth:`save_csv`; a ValueError names what is wrong."""
         try:
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.reader(f))
-        except (OSError, UnicodeDecodeError) as exc:
+            rows = list(csv.reader(read_text(path, "log").splitlines()))
+        except csv.Error as exc:
             raise InputError(f"{path}: cannot read the log ({exc})") from None
         if not rows or tuple(rows[0]) != COLUMNS:
             raise InputError(f"{path}: not a handprop log: the header must be "
