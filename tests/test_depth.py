@@ -13,7 +13,7 @@ from handprop import activations as act
 from handprop.network import Cache
 
 ACTS = sorted(act.ACTIVATIONS)
-OUTPUTS = ("softmax", "logistic", "identity")
+OUTPUTS = ("softmax", "logistic", "identity", "exp")
 DATA = Path(__file__).parent / "data"
 
 
@@ -32,8 +32,10 @@ def _problem(hidden, output, K, activation="tanh", m=3, seed=0, d=5):
         y = rng.integers(0, m, size=K)
     elif output == "logistic":
         y = rng.integers(0, 2, size=(K, m)) if m > 1 else rng.integers(0, 2, size=K)
-    else:
+    elif output == "identity":
         y = rng.normal(size=(K, m))
+    else:  # exp: counts
+        y = rng.poisson(2.0, size=(K, m)).astype(float)
     net = MLP(d, hidden, m, activation=activation, output=output, seed=seed)
     for name in net.param_names:  # biases away from zero: no trivially tiny gradients
         if name.startswith("b"):
@@ -98,7 +100,7 @@ def test_parameters_are_set_in_place():
 @pytest.mark.parametrize("kwargs,error,message", [
     ({"output": "softmax", "m": 1}, ValueError, "m must be an integer >= 2, got 1"),
     ({"output": "sigmoid"}, ValueError, "output must be one of 'softmax', 'logistic', "
-                                        "'identity', got 'sigmoid'"),
+                                        "'identity', 'exp', got 'sigmoid'"),
     ({"d_h": (4, "5")}, TypeError, "d_h must be an integer >= 1, got str"),
     ({"d_h": 4.0}, TypeError, "d_h must be a positive integer or a sequence of them"),
 ])
@@ -255,7 +257,7 @@ def test_deep_gradients_with_masks_smoothing_and_weights(output, activation):
         "mask_in": (rng.random((K, 5)) >= 0.2) / 0.8,
         "mask_h": [(rng.random((K, h)) >= 0.3) / 0.7 for h in net.hidden],
         "sample_weight": rng.uniform(0.1, 3.0, size=K),
-        "label_smoothing": 0.0 if output == "identity" else 0.15,
+        "label_smoothing": 0.0 if output in ("identity", "exp") else 0.15,
     }
     pen = _penalty(net.L + 1, "all")
     _, g_m = net.loss_and_grads(X, y, pen, **options)

@@ -111,8 +111,10 @@ def _problem(output, hidden, activation="tanh", m=3, seed=0):
         y = rng.integers(0, m, size=N)
     elif output == "logistic":
         y = rng.integers(0, 2, size=(N, m)) if m > 1 else rng.integers(0, 2, size=N)
-    else:
+    elif output == "identity":
         y = rng.normal(size=(N, m))
+    else:  # exp: counts
+        y = rng.poisson(1.5, size=(N, m)).astype(float)
     net = MLP(D, hidden, m, activation=activation, output=output, seed=seed)
     return net, X, y
 
@@ -146,13 +148,13 @@ def _resolve(options, net):
     return options
 
 
-@pytest.mark.parametrize("output", ["softmax", "logistic", "identity"])
+@pytest.mark.parametrize("output", ["softmax", "logistic", "identity", "exp"])
 @pytest.mark.parametrize("hidden", [7, (6, 5, 4)], ids=["depth1", "depth3"])
 @pytest.mark.parametrize("option", FIT_OPTIONS)
 def test_fit_steps_equal_the_reference(option, hidden, output):
     net, X, y = _problem(output, hidden)
     options = _resolve(FIT_OPTIONS[option], net)
-    if output == "identity" and options.get("label_smoothing"):
+    if output in ("identity", "exp") and options.get("label_smoothing"):
         options.pop("label_smoothing")  # no smoothing of regression targets
     expected = reference_fit(net, X, y, STEPS, **options)
     trained = net.copy()

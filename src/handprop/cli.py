@@ -138,6 +138,8 @@ def _moons_like(K: int, d: int, m: int, seed: int,
         X = np.hstack([X2, rng.normal(size=(K, d - 2))])
     if output == "identity":
         return X, rng.normal(size=(K, m))
+    if output == "exp":  # counts
+        return X, rng.poisson(2.0, size=(K, m)).astype(float)
     if output == "logistic":
         return X, (y if m == 1 else rng.integers(0, 2, size=(K, m)))
     if m > 2:
@@ -563,7 +565,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     X = _read_features(args.file)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    if net.output == "identity":  # regression: the outputs themselves
+    if net.output in ("identity", "exp"):  # regression: the outputs themselves
         proba = net.predict(X)
         writer.writerow([f"output{k}" for k in range(net.m)])
         writer.writerows([[f"{v:.6g}" for v in row] for row in proba])

@@ -35,6 +35,8 @@ output      f                  loss of one example (t its target row)
 softmax     softmax, by rows   -log o_s[y]: cross-entropy (T = onehot(y))
 logistic    sigmoid, each      -sum_j t_j log o_j + (1 - t_j) log(1 - o_j)
 identity    o_s = o_a          (1/2) sum_j (o_j - t_j)^2
+exp         exp, each          sum_j t_j log(t_j / o_j) - t_j + o_j: half the
+                               Poisson deviance, for counts t_j >= 0
 ==========  =================  ===============================================
 
 The loss of a minibatch is the mean over its K examples plus the penalty P;
@@ -70,7 +72,9 @@ __all__ = ["MLP", "Cache", "Hidden", "OUTPUTS", "forward", "backward", "data_los
            "cross_entropy", "count_errors", "param_names"]
 
 #: The output/loss pairs; see the module docstring.
-OUTPUTS = ("softmax", "logistic", "identity")
+OUTPUTS = ("softmax", "logistic", "identity", "exp")
+#: The outputs that regress (no classes, no error rate).
+REGRESSION_OUTPUTS = ("identity", "exp")
 _FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
 _METHODS = ("matrix", "loop")
 
@@ -135,7 +139,12 @@ def _identity_out(o_a, out=None):
     return o_a  # o_s is o_a itself: no copy
 
 
-_OUTPUT_FN = {"softmax": act.softmax, "logistic": act.sigmoid, "identity": _identity_out}
+def _exp_out(o_a, out=None):
+    return namespace(o_a).exp(o_a, out=out)
+
+
+_OUTPUT_FN = {"softmax": act.softmax, "logistic": act.sigmoid, "identity": _identity_out,
+              "exp": _exp_out}
 
 
 def forward(params: dict[str, np.ndarray], X: np.ndarray, activation: str,
@@ -148,7 +157,7 @@ def forward(params: dict[str, np.ndarray], X: np.ndarray, activation: str,
     params : "W1" (d_1, d), "b1" (d_1,), ..., "W{L+1}" (m, d_L), "b{L+1}" (m,)
     X : (K, d), the dtype of the parameters
     activation : canonical activation name (a key of ``ACTIVATIONS``)
-    output : "softmax", "logistic" or "identity"
+    output : "softmax", "logistic", "identity" or "exp"
     out : optional Cache of preallocated arrays of the same shapes to write
         into (see :class:`Workspace`); by default new arrays are allocated
     masks : optional tuple of L dropout masks, one per hidden layer, each
@@ -190,7 +199,7 @@ def row_losses(output: str, o_a: np.ndarray, T: np.ndarray, *,
 
     Parameters
     ----------
-    output : "softmax", "logistic" or "identity"
+    output : "softmax", "logistic", "identity" or "exp"
     o_a : (K, m)
     T : (K,) integer classes for softmax; (K, m) targets otherwise
     label_smoothing : eps in [0, 1) (softmax and logistic): the softmax
@@ -210,6 +219,10 @@ def row_losses(output: str, o_a: np.ndarray, T: np.ndarray, *,
     logaddexp(0, a), which never overflows.
 
     identity: (1/2) sum_j (o_a[j] - t_j)^2.
+
+    exp: sum_j exp(a_j) - t_j a_j + (t_j log t_j - t_j), half the Poisson
+    deviance of the counts t at the rates exp(a) (0 log 0 = 0); the last
+    term does not depend on the parameters, and makes a perfect fit cost 0.
     """
     xp = namespace(o_a)
     if output == "softmax":
@@ -220,6 +233,9 @@ def row_losses(output: str, o_a: np.ndarray, T: np.ndarray, *,
     if output == "logistic":
         t = _smoothed_logistic(T, label_smoothing)
         return (act.softplus(o_a) - t * o_a).sum(axis=1)
+    if output == "exp":
+        tlogt = xp.where(T > 0, T * xp.log(xp.where(T > 0, T, 1)), 0)
+        return (xp.exp(o_a) - T * o_a + tlogt - T).sum(axis=1)
     diff = o_a - T
     return 0.5 * xp.einsum("ij,ij->i", diff, diff)
 
@@ -247,8 +263,8 @@ def count_errors(output: str, o_a: np.ndarray, T: np.ndarray) -> int:
 
     softmax: argmax of o_a differs from y. logistic: some output is on the
     wrong side of 1/2 (o_a > 0 against t >= 1/2): an example counts as right
-    only when all its labels are. identity (regression): 0, as there is no
-    error rate.
+    only when all its labels are. identity and exp (regression): 0, as there
+    is no error rate.
     """
     xp = namespace(o_a)
     if output == "softmax":
@@ -278,7 +294,8 @@ def _output_delta(output: str, cache: Cache, T, K: int, work, label_smoothing: f
     # the loss at o_a is o_s - t, with no Jacobian of f to multiply by. For
     # softmax, the log-sum-exp's gradient is o_s and -o_a[y]'s is -onehot(y);
     # for logistic, softplus(a) - t a has gradient sigmoid(a) - t; for
-    # identity, (1/2)(a - t)^2 has gradient a - t.
+    # identity, (1/2)(a - t)^2 has gradient a - t; for exp, e^a - t a has
+    # gradient e^a - t.
     if output == "softmax":
         rows = xp.arange(K)
         if label_smoothing:
@@ -315,7 +332,7 @@ def backward(
     X : (K, d), what the first layer saw (after input dropout)
     T : (K,) integer classes for softmax; (K, m) targets otherwise
     activation : canonical activation name
-    output : "softmax", "logistic" or "identity"
+    output : "softmax", "logistic", "identity" or "exp"
     penalty : ElasticNet or None
     scale : the gradients returned are ``scale`` times the true ones.
         Multiplying the (K, m) output delta costs nothing, where multiplying
@@ -482,15 +499,17 @@ class MLP:
         has two hidden layers.
     m : int
         Number of outputs: classes for softmax (>= 2), independent labels
-        for logistic (1 for a two-class problem), targets for identity.
+        for logistic (1 for a two-class problem), targets for identity and
+        exp.
     activation : str
         The hidden layers' activation: ``relu`` (alias ``rect``), ``sigmoid``
         (alias ``logistic``), ``tanh``, ``softplus``, ``abs``, ``sign``,
         ``identity``.
-    output : "softmax" (default), "logistic" or "identity"
+    output : "softmax" (default), "logistic", "identity" or "exp"
         The output/loss pair: softmax with cross-entropy (classes),
         logistic with binary cross-entropy (two classes on one unit, or
-        multilabel), identity with half squared error (regression).
+        multilabel), identity with half squared error (regression), exp with
+        half the Poisson deviance (counts).
     dtype : "float64" or "float32"
     seed : int, numpy.random.Generator or None
         Seeds the initialization.
@@ -697,6 +716,7 @@ class MLP:
             (K,) when m = 1
         identity : (K, m) finite targets, in the net's dtype; y may be (K,)
             when m = 1
+        exp : the same, each >= 0
 
         Raises a ValueError/TypeError that says what was expected.
         """
@@ -717,6 +737,9 @@ class MLP:
         if self.output == "logistic" and arr.size and (arr.min() < 0 or arr.max() > 1):
             raise InputError(f"y must hold targets in [0, 1] (0/1 labels) for logistic "
                              f"outputs; got values from {arr.min():g} to {arr.max():g}")
+        if self.output == "exp" and arr.size and arr.min() < 0:
+            raise InputError(f"y must hold counts >= 0 for exp (Poisson) outputs; got "
+                             f"{arr.min():g}")
         return arr
 
     def _check_classes(self, y, K: int) -> np.ndarray:
@@ -792,9 +815,9 @@ class MLP:
                self._check_mask("mask_in", mask_in, (K, self.d)),
                "masks": self.check_masks(mask_h, K)}
         out["label_smoothing"] = validate.rate("label_smoothing", label_smoothing)
-        if out["label_smoothing"] and self.output == "identity":
-            raise InputError("label_smoothing applies to class targets (softmax and logistic "
-                             "outputs), not to identity outputs")
+        if out["label_smoothing"] and self.output in REGRESSION_OUTPUTS:
+            raise InputError(f"label_smoothing applies to class targets (softmax and logistic "
+                             f"outputs), not to {self.output} outputs")
         if sample_weight is None:
             out["sample_weight"] = None
         else:
@@ -916,25 +939,25 @@ class MLP:
         """o_s, shape (n, m), for X of shape (n, d): class probabilities for
         softmax, each label's probability for logistic. Identity outputs
         have none (a ValueError): use :meth:`predict`."""
-        if self.output == "identity":
-            raise InputError("an identity-output (regression) net has no probabilities; "
-                             "predict gives its outputs")
+        if self.output in REGRESSION_OUTPUTS:
+            raise InputError(f"an {self.output}-output (regression) net has no "
+                             f"probabilities; predict gives its outputs")
         return forward(self._params, self.check_X(X), self.activation, self.output).o_s
 
     def predict(self, X) -> np.ndarray:
         """Predictions for the rows of X (n, d).
 
         softmax: the most probable class, (n,) int64. logistic: 0/1 for each
-        unit with o_s > 1/2, (n,) int64 for one unit, else (n, m). identity:
-        the outputs o_s, (n, m) in the net's dtype.
+        unit with o_s > 1/2, (n,) int64 for one unit, else (n, m). identity
+        and exp: the outputs o_s, (n, m) in the net's dtype.
         """
-        o_a = forward(self._params, self.check_X(X), self.activation, self.output).o_a
+        cache = forward(self._params, self.check_X(X), self.activation, self.output)
         if self.output == "softmax":
-            return o_a.argmax(axis=1).astype(np.int64)
+            return cache.o_a.argmax(axis=1).astype(np.int64)
         if self.output == "logistic":
-            labels = (o_a > 0).astype(np.int64)
+            labels = (cache.o_a > 0).astype(np.int64)
             return labels[:, 0] if self.m == 1 else labels
-        return o_a
+        return cache.o_s
 
     # -- model files --------------------------------------------------------
 
@@ -1051,10 +1074,15 @@ def _loss_and_grads_loop(
             o_s = np.where(o_a >= 0, 1 / (1 + e), e / (1 + e))  # sigmoid, (m,)
             # -t log o - (1 - t) log(1 - o) = max(a, 0) + log(1 + e^-|a|) - t a
             loss = np.sum(np.maximum(o_a, 0) + np.log1p(e) - target * o_a)
-        else:
+        elif net.output == "identity":
             target = T[k]  # (m,)
             o_s = o_a
             loss = 0.5 * np.sum((o_a - target) ** 2)
+        else:  # exp: Poisson rates exp(o_a) for the counts T[k]
+            target = T[k]  # (m,)
+            o_s = np.exp(o_a)
+            t_log_t = np.array([t * np.log(t) if t > 0 else 0.0 for t in target], X.dtype)
+            loss = np.sum(o_s - target * o_a + t_log_t - target)
         total += weight[k] * loss
         # backward: grad o_a = o_s - t, then layer by layer
         grad = weight[k] * (o_s - target)  # (d_l,) for the layer at hand

@@ -42,7 +42,7 @@ from .backend import resolve_device, to_numpy
 from .checkpoint import AppendLog
 from .errors import InputError, InputTypeError
 from .files import read_text, write_text
-from .network import MLP, Workspace, count_errors, data_loss, forward
+from .network import MLP, REGRESSION_OUTPUTS, Workspace, count_errors, data_loss, forward
 from .settings import RunSettings
 from .step import EpochTotals, Step
 
@@ -191,7 +191,7 @@ def _evaluate(net: MLP, params: dict, X, T, work: Workspace) -> tuple[float, flo
         o_a = forward(params, Xc, net.activation, net.output, out=work.cache(len(Xc))).o_a
         wrong += count_errors(net.output, o_a, Tc)
         total += data_loss(net.output, o_a, Tc) * len(Xc)
-    error = wrong / len(X) if net.output != "identity" else math.nan
+    error = wrong / len(X) if net.output not in REGRESSION_OUTPUTS else math.nan
     return error, total / len(X)
 
 
@@ -453,7 +453,7 @@ class _Trainer:
         v = _evaluate(net, self.params, *self.valid, self.eval_work) if self.valid else nan2
         t = _evaluate(net, self.params, *self.test, self.eval_work) if self.test else nan2
         n = len(self.data.X)
-        train_error = part["wrong"] / n if net.output != "identity" else math.nan
+        train_error = part["wrong"] / n if net.output not in REGRESSION_OUTPUTS else math.nan
         return EpochRecord(epoch, train_error, part["loss_sum"] / n, *v, *t,
                            part["first_rate"], time.perf_counter() - start_time)
 
@@ -503,7 +503,8 @@ class _Run:
         self.in_epoch = None
         # early stopping watches the validation error; regression has none,
         # and watches the validation loss
-        score = record.valid_error if self.net.output != "identity" else record.valid_loss
+        regression = self.net.output in REGRESSION_OUTPUTS
+        score = record.valid_loss if regression else record.valid_error
         self.sched.observe(score if not math.isnan(score) else record.train_loss)
         patience = self.settings.patience
         if patience is None:
@@ -512,7 +513,7 @@ class _Run:
             self.best_score, self.best_epoch = score, record.epoch
             self.best_params = {k: v.copy() for k, v in self.net.params.items()}
         elif record.epoch - self.best_epoch >= patience:
-            what = "error" if self.net.output != "identity" else "loss"
+            what = "error" if self.net.output not in REGRESSION_OUTPUTS else "loss"
             self.finished = (f"early stopping: no better validation {what} for {patience} "
                              f"epochs after epoch {self.best_epoch}")
 
