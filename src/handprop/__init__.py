@@ -7,15 +7,15 @@ from .penalty import ElasticNet
 from .settings import RunSettings
 from .training import fit
 
-__all__ = ["MLP", "MLPClassifier", "ElasticNet", "GradcheckReport", "RunSettings", "fit",
-           "gradcheck", "__version__"]
+__all__ = ["MLP", "MLPClassifier", "MLPRegressor", "ElasticNet", "GradcheckReport",
+           "RunSettings", "fit", "gradcheck", "__version__"]
 
 
 def __getattr__(name: str):
-    # The scikit-learn estimator is imported on first use only: the core
+    # The scikit-learn estimators are imported on first use only: the core
     # never imports scikit-learn, an optional extra.
-    if name == "MLPClassifier":
-        from .estimator import MLPClassifier
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import estimator
 
-        return MLPClassifier
+        return getattr(estimator, name)
     raise AttributeError(f"module 'handprop' has no attribute {name!r}")

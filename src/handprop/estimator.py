@@ -1,19 +1,29 @@
-"""A scikit-learn estimator: ``handprop.MLPClassifier``, a drop-in for
-``sklearn.neural_network.MLPClassifier``.
+"""scikit-learn's estimators, on handprop's math: ``handprop.MLPClassifier``
+and ``handprop.MLPRegressor``, drop-ins for ``sklearn.neural_network``'s.
 
-Swap the import and existing code runs unchanged: the constructor has
-scikit-learn's parameters, name for name and default for default, with
-scikit-learn's meaning, and the fitted attributes it documents. On top of
-them, keyword-only and off by default: elastic-net lambdas ``l1`` and ``l2``,
-``class_weight``, ``dropout`` and ``dtype`` (float32 by default).
+Swap the import and existing code runs unchanged: the constructors have
+scikit-learn 1.9's parameters, name for name and default for default, and
+the estimators follow scikit-learn's semantics step for step: the same
+initialization (Glorot uniform, scikit-learn's factor for logistic units),
+drawn from the same random state in the same order as the shuffles and the
+early-stopping split; one logistic unit for two classes, logistic units for
+multilabel targets, softmax for several classes, identity (or exp, for the
+Poisson loss) outputs for regression; the same losses, stopping rules,
+learning-rate schedules, warm starts and partial fits, errors and warnings.
+With the same ``random_state``, a float64 fit ends on scikit-learn's
+parameters to round-off (``tests/test_sklearn_parity.py``), and
+scikit-learn's own test file passes against these classes
+(``tests/test_sklearn_suite.py``).
 
 The math is handprop's: sgd and adam train through the training step of
 :mod:`handprop.step`, the one that ``fit`` uses and that the tests pin to
 the proven gradients, and lbfgs minimizes that step's
 :meth:`~handprop.step.Step.objective`. scikit-learn's ``alpha`` is an L2
 penalty of ``0.5 * alpha * ||W||^2 / n`` on each minibatch of n examples
-(the sum of their sample weights), which is handprop's ElasticNet with
-``l2 = 0.5 * alpha / n`` on every weight matrix: the step's ``decay``.
+(the sum of their sample weights): the step's ``decay``.
+
+On top, keyword-only and off by default: elastic-net lambdas ``l1`` and
+``l2``, ``class_weight``, ``dropout``, ``dtype`` and ``device``.
 
 This module needs scikit-learn (``pip install 'handprop[sklearn]'``); the
 rest of handprop never imports it.
@@ -30,31 +40,46 @@ import warnings
 import numpy as np
 
 try:
-    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.metrics import accuracy_score
+    from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
-    from sklearn.utils import check_random_state, compute_class_weight
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils import check_random_state, compute_class_weight, shuffle
     from sklearn.utils.metaestimators import available_if
-    from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+    from sklearn.utils.multiclass import (
+        _check_partial_fit_first_call,
+        type_of_target,
+        unique_labels,
+    )
+    from sklearn.utils.optimize import _check_optimize_result
+    from sklearn.utils.validation import (
+        _check_sample_weight,
+        check_is_fitted,
+        column_or_1d,
+        validate_data,
+    )
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("handprop.MLPClassifier needs scikit-learn >= 1.6: "
+    raise ImportError("handprop.MLPClassifier and MLPRegressor need scikit-learn >= 1.6: "
                       "pip install 'handprop[sklearn]'") from exc
 
 from . import activations as act
 from . import validate
 from .backend import check_device, resolve_device, to_numpy
 from .errors import InputError, InputTypeError
-from .network import MLP, cross_entropy, forward
+from .network import MLP, data_loss, forward
 from .optimizers import SGD, Adam
 from .penalty import ElasticNet
-from .step import Step
+from .step import Step, _is_sparse
 from .training import EpochRecord, History
 
-__all__ = ["MLPClassifier"]
+__all__ = ["MLPClassifier", "MLPRegressor"]
 
+#: scikit-learn's activation names -> handprop's
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+#: handprop's output of scikit-learn's out_activation_
+_OUTPUTS = {"softmax": "softmax", "logistic": "logistic", "identity": "identity",
+            "exp": "exp"}
 
 
 def _one_thread_for_other_blas():
@@ -82,14 +107,488 @@ class InvalidParameterError(InputTypeError):
 
 def _stochastic(estimator) -> bool:
     if estimator.solver not in ("sgd", "adam"):
-        raise AttributeError(f"partial_fit is only available for stochastic optimizers; "
-                             f"{estimator.solver!r} is not stochastic")
+        raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                             f"{estimator.solver} is not stochastic.")
     return True
 
 
-class MLPClassifier(ClassifierMixin, BaseEstimator):
-    """Multi-layer perceptron classifier with hand-derived gradients.
+class _Optimizer:
+    """scikit-learn's optimizer semantics around handprop's SGD or Adam: the
+    learning rate as an attribute, its schedule at each epoch's end
+    (``iteration_ends``), and what to do when the loss stops improving
+    (``trigger_stopping``: the adaptive schedule divides the rate by 5)."""
 
+    def __init__(self, est) -> None:
+        self.solver, self.schedule = est.solver, est.learning_rate
+        self.learning_rate_init = self.learning_rate = float(est.learning_rate_init)
+        self.power_t = est.power_t
+        if est.solver == "sgd":
+            self.update = SGD(est.momentum, bool(est.nesterovs_momentum and est.momentum > 0))
+        else:
+            self.update = Adam(est.beta_1, est.beta_2, est.epsilon)
+
+    def iteration_ends(self, time_step: int) -> None:
+        if self.solver == "sgd" and self.schedule == "invscaling":
+            self.learning_rate = self.learning_rate_init / (time_step + 1) ** self.power_t
+
+    def trigger_stopping(self, msg: str, verbose) -> bool:
+        if self.solver != "sgd" or self.schedule != "adaptive" or self.learning_rate <= 1e-6:
+            if verbose:
+                print(msg + " Stopping.")
+            return True
+        self.learning_rate /= 5.0
+        if verbose:
+            print(msg + f" Setting learning rate to {self.learning_rate:f}")
+        return False
+
+
+class _BaseMLP(BaseEstimator):
+    """What the classifier and the regressor share; see their docstrings."""
+
+    # -- parameters -------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        """Refuse bad constructor arguments with the name and what is expected:
+        an InvalidParameterError, both a ValueError and a TypeError, as
+        scikit-learn's own parameter validation raises."""
+        try:
+            self._check_each_param()
+        except (TypeError, ValueError) as exc:
+            raise InvalidParameterError(str(exc)) from None
+
+    def _check_each_param(self) -> None:
+        def number(name, low, high=None, *, integer=False, low_open=False, high_open=False):
+            validate.number(name, getattr(self, name), low=low, high=high, integer=integer,
+                            low_open=low_open, high_open=high_open)
+
+        sizes = self._sizes()
+        known = sorted(set(_ACTIVATIONS) | {"softplus", "abs", "sign"})
+        validate.choice("activation", self.activation, known)
+        validate.choice("solver", self.solver, ("sgd", "adam", "lbfgs"))
+        validate.choice("learning_rate", self.learning_rate,
+                        ("constant", "invscaling", "adaptive"))
+        if self.batch_size != "auto":
+            try:
+                number("batch_size", 1, integer=True)
+            except (TypeError, ValueError):
+                raise InputError(f"batch_size must be 'auto' or a positive integer, got "
+                                 f"{self.batch_size!r}") from None
+        number("alpha", 0)
+        number("learning_rate_init", 0, low_open=True)
+        number("power_t", 0)
+        number("max_iter", 1, integer=True)
+        number("tol", 0)
+        number("momentum", 0, 1)
+        number("validation_fraction", 0, 1, high_open=True)
+        number("beta_1", 0, 1, high_open=True)
+        number("beta_2", 0, 1, high_open=True)
+        number("epsilon", 0, low_open=True)
+        if not (isinstance(self.n_iter_no_change, float) and self.n_iter_no_change == np.inf):
+            number("n_iter_no_change", 1, integer=True)
+        number("max_fun", 1, integer=True)
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+            validate.flag(name, getattr(self, name))
+        if not isinstance(self.verbose, (bool, np.bool_)):
+            number("verbose", 0, integer=True)
+        self._elastic_net(len(sizes) + 1)
+        rates = validate.dropout_rates(self.dropout)
+        if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
+            raise InputError(f"dtype must be None (that of X), 'float32' or 'float64', got "
+                             f"{self.dtype!r}")
+        if self.solver == "lbfgs" and any(rates):
+            raise InputError("dropout needs a stochastic solver (sgd or adam): lbfgs "
+                             "minimizes one deterministic loss")
+        if self.device != "cpu" and self.solver == "lbfgs":
+            raise InputError(f"device={self.device!r} needs a stochastic solver (sgd or adam): "
+                             f"lbfgs runs SciPy's L-BFGS-B, on the CPU")
+        check_device(self.device)  # checks only: validation selects no GPU
+
+    def _sizes(self) -> tuple[int, ...]:
+        return validate.hidden_sizes(self.hidden_layer_sizes, "hidden_layer_sizes")
+
+    def _elastic_net(self, n_weights: int) -> ElasticNet:
+        """handprop's own lambdas, l1 and l2, as a penalty on n_weights matrices."""
+        lambdas = {}
+        for name in ("l1", "l2"):
+            value = getattr(self, name)
+            values = [value] * n_weights if not isinstance(value, (tuple, list)) else value
+            if len(values) != n_weights:
+                raise InputError(f"{name} must be a number, or one lambda per weight matrix "
+                                 f"({n_weights} for hidden_layer_sizes="
+                                 f"{self.hidden_layer_sizes!r}), got {value!r}")
+            lambdas[name] = [validate.number(name, v, low=0) for v in values]
+        return ElasticNet.per_matrix(lambdas["l1"], lambdas["l2"])
+
+    def _input_dtype(self, X) -> np.dtype:
+        """float32 stays float32, anything else becomes float64, unless ``dtype``
+        says otherwise; a warm fit keeps the net's."""
+        if hasattr(self, "_net") and getattr(self, "_keep_net", False):
+            return self._net.dtype
+        if self.dtype is not None:
+            return np.dtype(self.dtype)
+        return np.dtype(np.float32) if getattr(X, "dtype", None) == np.float32 else \
+            np.dtype(np.float64)
+
+    # -- fitted parameters, in both layouts ------------------------------------------
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """[W1.T (d, d_1), ..., W{L+1}.T (d_L, m)]: scikit-learn's layout;
+        assigning copies in."""
+        net = self._fitted_net()
+        return [net.params[f"W{l}"].T for l in range(1, net.L + 2)]
+
+    @coefs_.setter
+    def coefs_(self, value) -> None:
+        net = self._fitted_net()
+        net.params = {**net.params, **{f"W{l}": np.asarray(v).T
+                                       for l, v in enumerate(value, start=1)}}
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """[b1 (d_1,), ..., b{L+1} (m,)]; assigning copies in."""
+        net = self._fitted_net()
+        return [net.params[f"b{l}"] for l in range(1, net.L + 2)]
+
+    @intercepts_.setter
+    def intercepts_(self, value) -> None:
+        net = self._fitted_net()
+        net.params = {**net.params, **{f"b{l}": v for l, v in enumerate(value, start=1)}}
+
+    W1_ = property(lambda self: self._fitted_net().W1, doc="W1, (d_1, d)")
+    b1_ = property(lambda self: self._fitted_net().b1, doc="b1, (d_1,)")
+    W2_ = property(lambda self: self._fitted_net().W2, doc="W2, (d_2, d_1)")
+    b2_ = property(lambda self: self._fitted_net().b2, doc="b2, (d_2,)")
+    net_ = property(lambda self: self._fitted_net(), doc="the fitted handprop.MLP")
+
+    def _fitted_net(self) -> MLP:
+        check_is_fitted(self, "_net")
+        return self._net
+
+    # -- fitting ---------------------------------------------------------------------
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to X (n, d), sparse or dense, and y, with optional
+        sample weights (n,).
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X, y, sample_weight, *, incremental: bool):
+        first_pass = not hasattr(self, "_net") or (not self.warm_start and not incremental)
+        self._keep_net = not first_pass
+        X, Y = self._validate_input(X, y, incremental, reset=first_pass)
+        dtype = self._input_dtype(X)
+        X = X.astype(dtype, copy=False)
+        if _is_sparse(X):
+            X = X.tocsr()
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        sw = self._class_weights(Y, sw)
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(Y, X.shape[1], dtype)
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X, Y, sw)
+        else:
+            self._fit_stochastic(X, Y, sw, incremental)
+        if not all(np.all(np.isfinite(p)) for p in self._net.params.values()):
+            if getattr(self, "_last_good", None) is not None:
+                self._net.params = self._last_good  # the last epoch that was finite
+            raise InputError("Solver produced non-finite parameter weights. The input data "
+                             "may contain large values and need to be preprocessed.")
+        return self
+
+    def _class_weights(self, Y, sw):
+        return sw
+
+    def _initialize(self, Y, d: int, dtype) -> None:
+        """scikit-learn's initialization, draw for draw: per layer, the weights
+        (fan_in, fan_out) then the biases, uniform in +-sqrt(factor / (fan_in +
+        fan_out)), factor 2 for logistic units and 6 otherwise."""
+        sizes = (d, *self._sizes(), Y.shape[1])
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = Y.shape[1]
+        self.n_layers_ = len(sizes)
+        self.out_activation_ = self._out_activation()
+        activation = _ACTIVATIONS.get(self.activation, self.activation)
+        net = MLP(d, sizes[1:-1], sizes[-1], activation=activation,
+                  output=_OUTPUTS[self.out_activation_], dtype=dtype, seed=0)
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        params = {}
+        for l in range(1, len(sizes)):
+            fan_in, fan_out = sizes[l - 1], sizes[l]
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            params[f"W{l}"] = self._random_state.uniform(-bound, bound, (fan_in, fan_out)).T
+            params[f"b{l}"] = self._random_state.uniform(-bound, bound, fan_out)
+        net.params = params
+        self._net = net
+        # dropout masks: a generator of their own, seeded from the random
+        # state without drawing from it (the draws above and below stay
+        # scikit-learn's)
+        state = self._random_state.get_state()[1]
+        self._rng = np.random.default_rng([int(v) for v in state[:4]] + [int(state[-1])])
+        self.loss_curve_ = []
+        self.history_ = History()
+        self._no_improvement_count = 0
+        self._best_params = {k: v.copy() for k, v in net.params.items()}
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.validation_loss_curve_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.validation_loss_curve_ = None
+            self.best_validation_score_ = None
+
+    def _targets(self, Y):
+        """What the net trains on: class indices for softmax, Y itself otherwise."""
+        if self._net.output == "softmax":
+            return np.asarray(Y).argmax(axis=1).astype(np.int64)
+        return np.asarray(Y, dtype=self._net.dtype)
+
+    def _reported(self, data_loss_: float) -> float:
+        """The data loss as scikit-learn reports it (its squared error is
+        averaged over the outputs as well)."""
+        if self._net.output == "identity":
+            return data_loss_ / self.n_outputs_
+        return data_loss_
+
+    def _step(self, params, X, T, sw, K: int) -> Step:
+        """The training step of this estimator's settings, on ``params``."""
+        net = self._net
+        return Step(net, params, X, T, optimizer=self._optimizer.update, batch_size=K,
+                    penalty=self._elastic_net(net.L + 1), decay=0.5 * self.alpha,
+                    dropout=validate.dropout_rates(self.dropout), sample_weight=sw,
+                    rng=self._rng, track_penalty=True, stop_on_nonfinite=False)
+
+    def _fit_stochastic(self, X, Y, sw, incremental: bool) -> None:
+        from tqdm.auto import tqdm
+
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = _Optimizer(self)
+        if self.early_stopping and incremental:
+            raise InputError("partial_fit does not support early_stopping=True")
+        X_val = y_val = sw_val = None
+        if self.early_stopping:
+            stratify = Y if (is_classifier(self) and self.n_outputs_ == 1) else None
+            split = train_test_split(X, Y, *(() if sw is None else (sw,)),
+                                     random_state=self._random_state,
+                                     test_size=self.validation_fraction, stratify=stratify)
+            X, X_val, Y, Y_val = split[:4]
+            if sw is not None:
+                sw, sw_val = split[4], split[5]
+            if X_val.shape[0] < 2:
+                raise InputError("The validation set is too small. Increase "
+                                 "'validation_fraction' or the size of your dataset.")
+            y_val = self._val_targets(Y_val)
+        n = X.shape[0]
+        if self.batch_size == "auto":
+            K = min(200, n)
+        else:
+            if self.batch_size > n:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                              "going to be clipped", stacklevel=4)
+            K = int(np.clip(self.batch_size, 1, n))
+        net = self._net
+        xp = resolve_device(self.device)
+        T = self._targets(Y)
+        sw = None if sw is None else sw.astype(net.dtype)
+        if xp is np:
+            params = net.params
+        else:  # copied to the GPU once; the net's arrays receive the parameters after each epoch
+            params = {k: xp.asarray(v) for k, v in net.params.items()}
+            X = X if _is_sparse(X) else xp.asarray(X)
+            T = xp.asarray(T)
+            sw = None if sw is None else xp.asarray(sw)
+            self._optimizer.update.map_state(xp.asarray)
+        step = self._step(params, X, T, sw, K)
+        bar = tqdm(total=(1 if incremental else self.max_iter) * step.n_batches,
+                   disable=None if self.verbose else True, unit="batch", leave=False)
+        try:
+            with bar, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self._epochs(step, X_val, y_val, sw_val, bar, incremental)
+        finally:  # the fitted estimator holds NumPy arrays only
+            self._optimizer.update.map_state(to_numpy)
+        if self.early_stopping:
+            net.params = self._best_params
+
+    def _epochs(self, step: Step, X_val, y_val, sw_val, bar, incremental: bool) -> None:
+        """scikit-learn's epochs (``_fit_stochastic``), each through the step."""
+        net = self._net
+        n = step.X.shape[0]
+        on_gpu = step.xp is not np
+        sample_idx = np.arange(n, dtype=int)
+        self._last_good = {k: v.copy() for k, v in net.params.items()}
+        self.n_iter_ = 0
+        for _ in range(self.max_iter):
+            start = time.perf_counter()
+            if self.shuffle:
+                sample_idx = shuffle(sample_idx, random_state=self._random_state)
+            step.start_epoch(self.n_iter_ + 1, sample_idx)
+            totals = step.train_epoch(lambda b: self._optimizer.learning_rate,
+                                      after_batch=lambda b: bar.update())
+            if on_gpu:
+                for k, v in step.params.items():  # back from the GPU
+                    net.params[k][...] = to_numpy(v)
+            if all(np.all(np.isfinite(p)) for p in net.params.values()):
+                for k, v in net.params.items():
+                    self._last_good[k][...] = v
+            self.n_iter_ += 1
+            self.loss_ = (self._reported(totals.loss_sum) + totals.penalty_sum) / n
+            self.t_ += n
+            self.loss_curve_.append(self.loss_)
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+            valid_error, valid_loss = self._update_no_improvement_count(X_val, y_val, sw_val)
+            self.history_.append(EpochRecord(
+                self.n_iter_, totals.wrong / n if net.output in ("softmax", "logistic")
+                else math.nan, totals.loss_sum / n, valid_error, valid_loss, math.nan,
+                math.nan, self._optimizer.learning_rate, time.perf_counter() - start))
+            self._optimizer.iteration_ends(self.t_)
+            if self._no_improvement_count > self.n_iter_no_change:
+                what = "Validation score" if self.early_stopping else "Training loss"
+                msg = (f"{what} did not improve more than tol={self.tol:f} for "
+                       f"{self.n_iter_no_change} consecutive epochs.")
+                if self._optimizer.trigger_stopping(msg, self.verbose):
+                    break
+                self._no_improvement_count = 0
+            if incremental:
+                break
+            if self.n_iter_ == self.max_iter:
+                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter})"
+                              f" reached and the optimization hasn't converged yet.",
+                              ConvergenceWarning, stacklevel=6)
+
+    def _update_no_improvement_count(self, X_val, y_val, sw_val) -> tuple[float, float]:
+        """scikit-learn's stopping rule; returns the validation (error, loss),
+        NaN without early stopping."""
+        if not self.early_stopping:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+            return math.nan, math.nan
+        o_a = self._logits(X_val)
+        score = self._score_logits(o_a, y_val, sw_val)
+        self.validation_scores_.append(score)
+        loss = self._val_loss(o_a, sw_val)
+        self.validation_loss_curve_.append(loss)
+        if self.verbose:
+            print(f"Validation score: {score:f}")
+        if score < self.best_validation_score_ + self.tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if score > self.best_validation_score_:
+            self.best_validation_score_ = score
+            self._best_params = {k: v.copy() for k, v in self._net.params.items()}
+        error = 1 - score if is_classifier(self) else math.nan
+        return error, loss
+
+    def _val_loss(self, o_a, sw_val) -> float:
+        T = self._targets(self._val_T)
+        with np.errstate(all="ignore"):
+            return self._reported(data_loss(self._net.output, o_a.astype(self._net.dtype), T,
+                                            sample_weight=sw_val))
+
+    def _fit_lbfgs(self, X, Y, sw) -> None:
+        from scipy.optimize import minimize
+
+        # L-BFGS needs an accurate loss for its line search: it works in float64.
+        net64 = self._net.astype("float64")
+        X64 = X.astype(np.float64)
+        T = np.asarray(Y, dtype=np.float64) if net64.output != "softmax" else self._targets(Y)
+        shapes = net64.shapes()
+        w64 = None if sw is None else sw.astype(np.float64)
+        names = list(shapes)
+        params = net64.params
+        step = Step(net64, params, X64, T, optimizer=None, batch_size=X64.shape[0],
+                    penalty=self._elastic_net(net64.L + 1), decay=0.5 * self.alpha)
+        last = {}
+
+        def fun(theta):
+            start = 0
+            for name in names:
+                size = int(np.prod(shapes[name]))
+                params[name][...] = theta[start:start + size].reshape(shapes[name])
+                start += size
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                loss, grads = step.objective(X64, T, w64)
+            last["loss"] = loss
+            return loss, np.concatenate([grads[k].ravel() for k in names])
+
+        losses = []
+        theta0 = np.concatenate([params[k].ravel() for k in names])
+
+        def iteration_ends(xk):
+            # the last evaluation of an iteration is at the point it accepts
+            losses.append(last["loss"])
+            if self.verbose:
+                print(f"Iteration {len(losses)}, loss = {losses[-1]:.8f}")
+
+        with _one_thread_for_other_blas():
+            result = minimize(fun, theta0, jac=True, method="L-BFGS-B", callback=iteration_ends,
+                              options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                       "gtol": self.tol})
+        fun(result.x)
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self._net.params = {k: v.astype(self._net.dtype) for k, v in params.items()}
+        self.loss_ = float(result.fun)
+        self.loss_curve_ = losses
+        self.best_loss_ = min(losses) if losses else self.loss_
+        self.history_ = History()
+
+    # -- predicting ------------------------------------------------------------------
+
+    def _logits(self, X) -> np.ndarray:
+        """o_a for checked X (n, d), dense or sparse, in chunks, as float64 (n, m)."""
+        net = self._net
+        out = np.empty((X.shape[0], net.m))
+        sparse = _is_sparse(X)
+        if sparse:
+            X = X.tocsr()
+        for start in range(0, X.shape[0], 4096):
+            chunk = X[start:start + 4096]
+            chunk = chunk.toarray() if sparse else chunk
+            chunk = np.asarray(chunk, dtype=net.dtype)
+            out[start:start + 4096] = forward(net.params, chunk, net.activation,
+                                              net.output).o_a
+        return out
+
+    def _outputs(self, X, check_input: bool = True) -> np.ndarray:
+        """o_s (n, m) in the net's dtype: what scikit-learn's forward pass gives."""
+        check_is_fitted(self, "_net")
+        if check_input:
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
+                              dtype=(np.float64, np.float32))
+        o_a = self._logits(X)
+        out = self._net.output
+        with np.errstate(over="ignore"):
+            o_s = {"softmax": act.softmax, "logistic": act.sigmoid, "identity": lambda a: a,
+                   "exp": np.exp}[out](o_a)
+        return o_s.astype(self._net.dtype, copy=False)
+
+    def _score_logits(self, o_a, y, sample_weight) -> float:
+        raise NotImplementedError
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+_SHARED_DOC = """
     Parameters
     ----------
     hidden_layer_sizes : tuple of ints, or an int, default (100,)
@@ -105,21 +604,31 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     learning_rate_init, power_t, max_iter, shuffle, random_state, tol,
     verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
     validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun :
-        scikit-learn's, with scikit-learn's meaning and defaults. ``verbose``
-        also shows a progress bar; ``warm_start`` (and ``partial_fit``) keep
-        the optimizer's state, Adam's moments included.
+        scikit-learn's, with scikit-learn's meaning and defaults (``verbose``
+        also shows a progress bar).
     l1, l2 : a number for every weight matrix, or one per weight matrix
         (W1, ..., W{L+1}: two for one hidden layer), default 0
         handprop's elastic net: ``l1 ||W||_1 + l2 ||W||_2^2`` added once per
         minibatch, on top of alpha's term.
-    class_weight : None, "balanced" or {label: weight}
-        Multiplies each example's weight (and sample_weight) by its class's.
     dropout : rate of the hidden layers, or (input rate, hidden rate); default 0
-    dtype : "float32" (default) or "float64", the precision of training
+    dtype : None (default: that of X, float32 staying float32 and anything
+        else becoming float64, as scikit-learn), "float32" or "float64"
     device : "cpu" (default), or "cuda" / "cuda:N" to train on an NVIDIA GPU
         with CuPy (sgd and adam; see :mod:`handprop.backend`). The fitted
         estimator holds NumPy arrays only, whatever the device: it predicts
         on the CPU and pickles anywhere.
+"""
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    __doc__ = """Multi-layer perceptron classifier with hand-derived gradients.
+
+    scikit-learn's, on handprop's math: two classes get one logistic output
+    unit, a multilabel indicator y one logistic unit per label, more classes
+    softmax outputs; X may be sparse (each minibatch is made dense, and only
+    it). See :mod:`handprop.estimator`.
+""" + _SHARED_DOC + """    class_weight : None, "balanced" or {label: weight}
+        Multiplies each example's weight (and sample_weight) by its class's.
 
     Attributes
     ----------
@@ -127,16 +636,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     best_validation_score_, t_, coefs_, intercepts_, n_features_in_,
     feature_names_in_, n_iter_, n_layers_, n_outputs_, out_activation_ :
         scikit-learn's. ``coefs_`` is [W1.T, ..., W{L+1}.T] and
-        ``intercepts_`` [b1, ..., b{L+1}], in scikit-learn's layout (inputs
-        along the rows). ``loss_`` and ``loss_curve_`` hold scikit-learn's
-        loss: the mean cross-entropy plus alpha's term. Two
-        classes use two softmax outputs, as in the derivation, so
-        ``out_activation_`` is "softmax" and ``n_outputs_`` is 2 where
-        scikit-learn has one logistic output.
+        ``intercepts_`` [b1, ..., b{L+1}], in scikit-learn's layout. ``loss_``
+        and ``loss_curve_`` hold scikit-learn's loss: the mean data loss plus
+        alpha's term.
     validation_loss_curve_ : list of float or None
         The validation loss after each epoch, when ``early_stopping``.
-    W1_, b1_, W2_, b2_ : the first two layers' parameters in the derivation's
-        layout; ``net_`` is the whole :class:`handprop.MLP`
+    W1_, b1_, W2_, b2_ : the first two layers in the derivation's layout;
+        ``net_`` is the whole :class:`handprop.MLP`
     history_ : handprop.training.History, one record per epoch; its
         ``train_loss`` is handprop's: the data loss alone, as in ``fit``
 
@@ -179,7 +685,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         l2=0.0,
         class_weight=None,
         dropout=(0.0, 0.0),
-        dtype="float32",
+        dtype=None,
         device="cpu",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -212,134 +718,65 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.dtype = dtype
         self.device = device
 
-    # -- parameters -----------------------------------------------------------
+    def _out_activation(self) -> str:
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
-    def _check_params(self) -> None:
-        """Refuse bad constructor arguments with the name and what is expected:
-        an InvalidParameterError, both a ValueError and a TypeError, as
-        scikit-learn's own parameter validation raises."""
-        try:
-            self._check_each_param()
-        except (TypeError, ValueError) as exc:
-            raise InvalidParameterError(str(exc)) from None
+    def _validate_input(self, X, y, incremental: bool, reset: bool):
+        """scikit-learn's checks and label binarizing: (X, Y) with Y (n, k) bool."""
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise InputError(
+                        f"warm_start can only be used where `y` has the same classes as in "
+                        f"the previous call to fit. Previously got {self.classes_}, `y` has "
+                        f"{classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise InputError(f"`y` has classes not in `self.classes_`. `self.classes_` "
+                                 f"has {self.classes_}. 'y' has {classes}.")
+        Y = self._label_binarizer.transform(y).astype(bool)
+        return X, Y
 
-    def _check_each_param(self) -> None:
-        def number(name, low, high=None, *, integer=False, low_open=False, high_open=False):
-            validate.number(name, getattr(self, name), low=low, high=high, integer=integer,
-                            low_open=low_open, high_open=high_open)
+    def _class_weights(self, Y, sw):
+        if self.class_weight is None:
+            return sw
+        if Y.shape[1] > 1 and self._label_binarizer.y_type_ != "multiclass":
+            raise InputError("class_weight applies to one label per example, not to "
+                             "multilabel targets")
+        yi = Y.argmax(axis=1) if Y.shape[1] > 1 else Y[:, 0].astype(np.int64)
+        weights = compute_class_weight(self.class_weight, classes=np.arange(len(self.classes_)),
+                                       y=yi)
+        base = np.ones(len(Y)) if sw is None else sw
+        return base * weights[yi]
 
-        sizes = self._sizes()
-        known = sorted(set(_ACTIVATIONS) | {"softplus", "abs", "sign"})
-        validate.choice("activation", self.activation, known)
-        validate.choice("solver", self.solver, ("sgd", "adam", "lbfgs"))
-        validate.choice("learning_rate", self.learning_rate,
-                        ("constant", "invscaling", "adaptive"))
-        if self.batch_size != "auto":
-            try:
-                number("batch_size", 1, integer=True)
-            except (TypeError, ValueError):
-                raise InputError(f"batch_size must be 'auto' or a positive integer, got "
-                                 f"{self.batch_size!r}") from None
-        number("alpha", 0)
-        number("learning_rate_init", 0, low_open=True)
-        number("power_t", 0)
-        number("max_iter", 1, integer=True)
-        number("tol", 0)
-        number("momentum", 0, 1)
-        number("validation_fraction", 0, 1, low_open=True, high_open=True)
-        number("beta_1", 0, 1, high_open=True)
-        number("beta_2", 0, 1, high_open=True)
-        number("epsilon", 0, low_open=True)
-        number("n_iter_no_change", 1, integer=True)
-        number("max_fun", 1, integer=True)
-        for name in ("shuffle", "verbose", "warm_start", "nesterovs_momentum", "early_stopping"):
-            validate.flag(name, getattr(self, name))
-        self._elastic_net(len(sizes) + 1)
-        rates = validate.dropout_rates(self.dropout)
-        if self.dtype not in ("float32", "float64", np.float32, np.float64):
-            raise InputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if self.solver == "lbfgs" and any(rates):
-            raise InputError("dropout needs a stochastic solver (sgd or adam): lbfgs minimizes "
-                             "one deterministic loss")
-        if self.device != "cpu" and self.solver == "lbfgs":
-            raise InputError(f"device={self.device!r} needs a stochastic solver (sgd or adam): "
-                             f"lbfgs runs SciPy's L-BFGS-B, on the CPU")
-        check_device(self.device)  # checks only: validation selects no GPU
+    def _val_targets(self, Y_val):
+        self._val_T = Y_val
+        return self._label_binarizer.inverse_transform(Y_val)
 
-    def _sizes(self) -> tuple[int, ...]:
-        return validate.hidden_sizes(self.hidden_layer_sizes, "hidden_layer_sizes")
+    def _score_logits(self, o_a, y, sample_weight) -> float:
+        return accuracy_score(y, self._labels(o_a), sample_weight=sample_weight)
 
-    def _elastic_net(self, n_weights: int) -> ElasticNet:
-        """handprop's own lambdas, l1 and l2, as a penalty on n_weights matrices."""
-        lambdas = {}
-        for name in ("l1", "l2"):
-            value = getattr(self, name)
-            values = [value] * n_weights if not isinstance(value, (tuple, list)) else value
-            if len(values) != n_weights:
-                raise InputError(f"{name} must be a number, or one lambda per weight matrix "
-                                 f"({n_weights} for hidden_layer_sizes="
-                                 f"{self.hidden_layer_sizes!r}), got {value!r}")
-            lambdas[name] = [validate.number(name, v, low=0) for v in values]
-        return ElasticNet.per_matrix(lambdas["l1"], lambdas["l2"])
-
-    @property
-    def _dtype(self):
-        return np.dtype(self.dtype)
-
-    # -- fitted parameters, in both layouts -----------------------------------
-
-    @property
-    def coefs_(self) -> list[np.ndarray]:
-        """[W1.T (d, d_1), ..., W{L+1}.T (d_L, m)]: scikit-learn's layout;
-        assigning copies in."""
-        net = self._fitted_net()
-        return [net.params[f"W{l}"].T for l in range(1, net.L + 2)]
-
-    @coefs_.setter
-    def coefs_(self, value) -> None:
-        net = self._fitted_net()
-        net.params = {**net.params, **{f"W{l}": np.asarray(v).T
-                                       for l, v in enumerate(value, start=1)}}
-
-    @property
-    def intercepts_(self) -> list[np.ndarray]:
-        """[b1 (d_1,), ..., b{L+1} (m,)]; assigning copies in."""
-        net = self._fitted_net()
-        return [net.params[f"b{l}"] for l in range(1, net.L + 2)]
-
-    @intercepts_.setter
-    def intercepts_(self, value) -> None:
-        net = self._fitted_net()
-        net.params = {**net.params, **{f"b{l}": v for l, v in enumerate(value, start=1)}}
-
-    W1_ = property(lambda self: self._fitted_net().W1, doc="W1, (d_1, d)")
-    b1_ = property(lambda self: self._fitted_net().b1, doc="b1, (d_1,)")
-    W2_ = property(lambda self: self._fitted_net().W2, doc="W2, (d_2, d_1); (m, d_h) for one "
-                   "hidden layer")
-    b2_ = property(lambda self: self._fitted_net().b2, doc="b2, (d_2,)")
-    net_ = property(lambda self: self._fitted_net(), doc="the fitted handprop.MLP")
-
-    def _fitted_net(self) -> MLP:
-        check_is_fitted(self, "_net")
-        return self._net
-
-    # -- fitting ----------------------------------------------------------------
-
-    def fit(self, X, y, sample_weight=None):
-        """Fit the model to X (n, d) and y (n,), with optional sample weights.
-
-        Returns
-        -------
-        self
-        """
-        self._check_params()
-        incremental = self.warm_start and hasattr(self, "_net")
-        return self._fit(X, y, sample_weight, classes=None, incremental=incremental,
-                         one_epoch=False)
+    def _labels(self, o_a) -> np.ndarray:
+        """The labels for logits o_a (n, m), by scikit-learn's label binarizer."""
+        if self._net.output == "softmax":
+            scores = o_a
+        else:
+            scores = (o_a > 0).astype(float)  # the unit's probability is > 1/2
+        if self.n_outputs_ == 1:
+            scores = scores.ravel()
+        return self._label_binarizer.inverse_transform(scores)
 
     @available_if(_stochastic)
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
-        """One epoch over X (n, d), y (n,), continuing from the current state.
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over X (n, d) and y, continuing from the current state.
 
         ``classes`` (all the labels there will ever be) is required on the
         first call. The optimizer's state (momentum, Adam's moments) carries
@@ -350,297 +787,186 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         self._check_params()
-        if self.early_stopping:
-            raise InputError("partial_fit does not support early_stopping=True")
-        first = not hasattr(self, "_net")
-        if first and classes is None:
-            raise InputError("classes must be passed on the first call to partial_fit")
-        if not first and classes is not None and not np.array_equal(
-                np.unique(classes), self.classes_):
-            raise InputError(f"classes={classes!r} is not the same as on the first call to "
-                             f"partial_fit ({self.classes_!r})")
-        return self._fit(X, y, sample_weight, classes=classes, incremental=not first,
-                         one_epoch=True)
-
-    def _fit(self, X, y, sample_weight, *, classes, incremental: bool, one_epoch: bool):
-        X, y = validate_data(self, X, y, reset=not incremental, dtype=[self._dtype, np.float64,
-                                                                       np.float32])
-        X = np.asarray(X, dtype=self._dtype)
-        check_classification_targets(y)
-        if not incremental:
-            self.classes_ = np.unique(classes if classes is not None else y)
-        unknown = np.setdiff1d(np.unique(y), self.classes_)
-        if unknown.size:
-            raise InputError(f"y holds labels {unknown.tolist()} that are not in classes_ "
-                             f"{self.classes_.tolist()}")
-        if len(self.classes_) < 2:
-            raise InputError(f"a classifier needs at least two classes; y has only one class, "
-                             f"{self.classes_[0]!r}")
-        yi = np.searchsorted(self.classes_, y).astype(np.int64)
-        sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        if self.class_weight is not None:
-            weights = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
-            sw = sw * weights[yi]
-        if sample_weight is None and self.class_weight is None:
-            sw = None
-        if not incremental:
-            self._initialize(X.shape[1])
-        if self.solver == "lbfgs":
-            self._fit_lbfgs(X, yi, sw)
-        else:
-            self._fit_stochastic(X, yi, sw, one_epoch=one_epoch)
-        return self
-
-    def _initialize(self, d: int) -> None:
-        sizes = self._sizes()
-        self._random_state = check_random_state(self.random_state)
-        seed = int(self._random_state.randint(np.iinfo(np.int32).max))
-        activation = _ACTIVATIONS.get(self.activation, self.activation)
-        self._net = MLP(d, sizes, len(self.classes_), activation=activation,
-                        dtype=self._dtype, seed=seed)
-        self._rng = np.random.default_rng(seed + 1)  # dropout masks
-        self.n_layers_ = len(sizes) + 2
-        self.n_outputs_ = len(self.classes_)
-        self.out_activation_ = "softmax"
-        self.n_iter_ = 0
-        self.t_ = 0
-        self.loss_curve_ = []
-        self.history_ = History()
-        self._no_improvement_count = 0
-        self._best_params = None
-        self._lr = float(self.learning_rate_init)
-        if self.early_stopping:
-            self.validation_scores_ = []
-            self.validation_loss_curve_ = []
-            self.best_validation_score_ = -np.inf
-            self.best_loss_ = None
-        else:
-            self.validation_scores_ = None
-            self.validation_loss_curve_ = None
-            self.best_validation_score_ = None
-            self.best_loss_ = np.inf
-        if self.solver == "sgd":
-            self._optimizer = SGD(self.momentum, self.nesterovs_momentum and self.momentum > 0)
-        elif self.solver == "adam":
-            self._optimizer = Adam(self.beta_1, self.beta_2, self.epsilon)
-        else:
-            self._optimizer = None
-
-    def _step(self, params, X, yi, sw, K: int) -> Step:
-        """The training step of this estimator's settings, on ``params``."""
-        net = self._net
-        return Step(net, params, X, yi, optimizer=self._optimizer, batch_size=K,
-                    penalty=self._elastic_net(net.L + 1), decay=0.5 * self.alpha,
-                    dropout=validate.dropout_rates(self.dropout), sample_weight=sw,
-                    rng=self._rng, track_penalty=True)
-
-    def _fit_stochastic(self, X, yi, sw, *, one_epoch: bool) -> None:
-        from tqdm.auto import tqdm
-
-        net = self._net
-        rng = self._random_state
-        X_val = y_val = sw_val = None
-        if self.early_stopping:
-            split = train_test_split(
-                X, yi, *(() if sw is None else (sw,)), random_state=rng,
-                test_size=self.validation_fraction, stratify=yi)
-            X, X_val, yi, y_val = split[:4]
-            if sw is not None:
-                sw, sw_val = split[4], split[5]
-            if len(X_val) < 2:
-                raise InputError("The validation set is too small. Increase "
-                                 "'validation_fraction' or the size of your dataset.")
-        n = X.shape[0]
-        K = min(200, n) if self.batch_size == "auto" else int(self.batch_size)
-        if K > n:
-            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
-                          "going to be clipped", stacklevel=3)
-            K = n
-        xp = resolve_device(self.device)
-        sw = None if sw is None else sw.astype(net.dtype)
-        if xp is np:
-            params = net.params
-        else:  # copied to the GPU once; the net's arrays receive the parameters after each epoch
-            params = {k: xp.asarray(v) for k, v in net.params.items()}
-            X, yi = xp.asarray(X), xp.asarray(yi)
-            sw = None if sw is None else xp.asarray(sw)
-            self._optimizer.map_state(xp.asarray)
-        step = self._step(params, X, yi, sw, K)
-        epochs = 1 if one_epoch else self.max_iter
-        bar = tqdm(total=epochs * step.n_batches, disable=None if self.verbose else True,
-                   unit="batch", leave=False)
-        try:
-            with bar, np.errstate(over="ignore", invalid="ignore"):
-                self._epochs(step, epochs, X_val, y_val, sw_val, bar, one_epoch)
-        finally:  # the fitted estimator holds NumPy arrays only
-            self._optimizer.map_state(to_numpy)
-        if self.early_stopping and self._best_params is not None:
-            net.params = self._best_params
-
-    def _epochs(self, step: Step, epochs: int, X_val, y_val, sw_val, bar, one_epoch) -> None:
-        """The epochs of a stochastic fit, each through the training step; the
-        step's arrays live on the fit's device, the rest on the CPU."""
-        from tqdm.auto import tqdm
-
-        net = self._net
-        rng = self._random_state
-        n = step.X.shape[0]
-        on_gpu = step.xp is not np
-        # the end of the last good epoch: on a GPU, the net's own arrays
-        last_good = None if on_gpu else {k: v.copy() for k, v in net.params.items()}
-        for _ in range(epochs):
-            start = time.perf_counter()
-            step.start_epoch(self.n_iter_ + 1, rng.permutation(n) if self.shuffle
-                             else np.arange(n))
-            totals = step.train_epoch(lambda b: self._lr, after_batch=lambda b: bar.update())
-            finite = totals.diverged is None and all(
-                bool(step.xp.all(step.xp.isfinite(p))) for p in step.params.values())
-            if not finite:
-                if last_good is not None:
-                    net.params = last_good
-                loss = totals.diverged[1] if totals.diverged else "inf"
-                raise InputError(f"the training loss became {loss} in iteration "
-                                 f"{self.n_iter_ + 1}: lower learning_rate_init; the "
-                                 f"parameters are those of iteration {self.n_iter_}")
-            if on_gpu:
-                for k, v in step.params.items():  # back from the GPU
-                    net.params[k][...] = to_numpy(v)
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
             else:
-                for k, v in net.params.items():
-                    last_good[k][...] = v
-            self.n_iter_ += 1
-            self.t_ += n
-            self.loss_ = (totals.loss_sum + totals.penalty_sum) / n
-            self.loss_curve_.append(self.loss_)
-            valid_error = valid_loss = math.nan
-            if self.verbose:
-                tqdm.write(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-            stop = self._update_no_improvement(X_val, y_val, sw_val)
-            if self.early_stopping:
-                valid_error = 1 - self.validation_scores_[-1]
-                valid_loss = self.validation_loss_curve_[-1]
-            self.history_.append(EpochRecord(
-                self.n_iter_, totals.wrong / n, totals.loss_sum / n, valid_error, valid_loss,
-                math.nan, math.nan, self._lr, time.perf_counter() - start))
-            if self.solver == "sgd" and self.learning_rate == "invscaling":
-                self._lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
-            if stop or one_epoch:
-                break
-            if self.n_iter_ == self.max_iter and not one_epoch:
-                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter})"
-                              f" reached and the optimization hasn't converged yet.",
-                              ConvergenceWarning, stacklevel=5)
-
-    def _update_no_improvement(self, X_val, y_val, sw_val) -> bool:
-        """scikit-learn's stopping rule; True when training should stop."""
-        if self.early_stopping:
-            o_a = self._logits(X_val)
-            score = accuracy_score(y_val, o_a.argmax(axis=1), sample_weight=sw_val)
-            self.validation_scores_.append(score)
-            self.validation_loss_curve_.append(cross_entropy(o_a, y_val, sample_weight=sw_val))
-            if self.verbose:
-                print(f"Validation score: {score:f}")
-            if score < self.best_validation_score_ + self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if score > self.best_validation_score_:
-                self.best_validation_score_ = score
-                self._best_params = {k: v.copy() for k, v in self._net.params.items()}
-        else:
-            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
-        if self._no_improvement_count <= self.n_iter_no_change:
-            return False
-        what = "Validation score" if self.early_stopping else "Training loss"
-        msg = (f"{what} did not improve more than tol={self.tol:f} for "
-               f"{self.n_iter_no_change} consecutive epochs.")
-        if self.solver == "sgd" and self.learning_rate == "adaptive" and self._lr > 1e-6:
-            self._lr /= 5.0
-            self._no_improvement_count = 0
-            if self.verbose:
-                print(f"{msg} Setting learning rate to {self._lr:f}")
-            return False
-        if self.verbose:
-            print(f"{msg} Stopping.")
-        return True
-
-    def _fit_lbfgs(self, X, yi, sw) -> None:
-        from scipy.optimize import minimize
-
-        # L-BFGS needs an accurate loss for its line search: it works in float64.
-        net64 = self._net.astype("float64")
-        X64 = X.astype(np.float64)
-        shapes = net64.shapes()
-        w64 = None if sw is None else sw.astype(np.float64)
-        names = list(shapes)
-        params = net64.params
-        step = Step(net64, params, X64, yi, optimizer=None, batch_size=X64.shape[0],
-                    penalty=self._elastic_net(net64.L + 1), decay=0.5 * self.alpha)
-
-        def fun(theta):
-            start = 0
-            for name in names:
-                size = int(np.prod(shapes[name]))
-                params[name][...] = theta[start:start + size].reshape(shapes[name])
-                start += size
-            loss, grads = step.objective(X64, yi, w64)
-            last["loss"] = loss
-            return loss, np.concatenate([grads[k].ravel() for k in names])
-
-        last = {}
-        losses = []
-        theta0 = np.concatenate([net64.params[k].ravel() for k in names])
-        def iteration_ends(xk):
-            # the last evaluation of an iteration is at the point it accepts
-            losses.append(last["loss"])
-            if self.verbose:
-                print(f"Iteration {len(losses)}, loss = {losses[-1]:.8f}")
-
-        with _one_thread_for_other_blas():
-            result = minimize(fun, theta0, jac=True, method="L-BFGS-B", callback=iteration_ends,
-                              options={"maxfun": self.max_fun, "maxiter": self.max_iter,
-                                       "gtol": self.tol})
-        fun(result.x)
-        if result.status != 0:
-            warnings.warn(f"lbfgs failed to converge after {result.nit} iterations: "
-                          f"{result.message}. Increase max_iter or scale the data.",
-                          ConvergenceWarning, stacklevel=4)
-        self._net.params = {k: v.astype(self._dtype) for k, v in net64.params.items()}
-        self.n_iter_ = int(result.nit)
-        self.loss_ = float(result.fun)
-        self.loss_curve_ = losses
-        self.best_loss_ = min(losses) if losses else self.loss_
-        self.history_ = History()
-
-    # -- predicting -------------------------------------------------------------
-
-    def _logits(self, X: np.ndarray) -> np.ndarray:
-        """o_a for checked X (n, d), computed in chunks, as float64 (n, m)."""
-        net = self._net
-        out = np.empty((X.shape[0], net.m))
-        for start in range(0, X.shape[0], 4096):
-            chunk = np.asarray(X[start:start + 4096], dtype=net.dtype)
-            out[start:start + 4096] = forward(net.params, chunk, net.activation, net.output).o_a
-        return out
-
-    def _checked(self, X) -> np.ndarray:
-        check_is_fitted(self, "_net")
-        return validate_data(self, X, reset=False, dtype=[self._dtype, np.float64, np.float32])
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, (n, n_classes), columns in the order of ``classes_``."""
-        return act.softmax(self._logits(self._checked(X)))
-
-    def predict_log_proba(self, X) -> np.ndarray:
-        """Log-probabilities, (n, n_classes), from the logits by log-sum-exp
-        (never the log of a probability that underflowed)."""
-        return act.log_softmax(self._logits(self._checked(X)))
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X) -> np.ndarray:
-        """The most probable label of each row of X (n, d), shape (n,)."""
-        best = self._logits(self._checked(X)).argmax(axis=1)
-        return self.classes_[best]
+        """The predicted labels of the rows of X (n, d): (n,), or (n, k) for
+        multilabel targets."""
+        check_is_fitted(self, "_net")
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
+                          dtype=(np.float64, np.float32))
+        return self._labels(self._logits(X))
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probabilities, (n, n_classes), columns in the order of ``classes_``
+        (for two classes: 1 - p and p of the one logistic unit)."""
+        o_s = self._outputs(X)
+        if self.n_outputs_ == 1:
+            p = o_s.ravel()
+            return np.vstack([1 - p, p]).T
+        return o_s
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Log-probabilities, the shape of :meth:`predict_proba`, from the
+        logits (never the log of a probability that underflowed)."""
+        check_is_fitted(self, "_net")
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
+                          dtype=(np.float64, np.float32))
+        o_a = self._logits(X)
+        if self._net.output == "softmax":
+            out = act.log_softmax(o_a)
+        else:  # log sigmoid(a) = -softplus(-a), log(1 - sigmoid(a)) = -softplus(a)
+            out = -act.softplus(-o_a)
+            if self.n_outputs_ == 1:
+                out = np.hstack([-act.softplus(o_a), out])
+        return out.astype(self._net.dtype, copy=False)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    __doc__ = """Multi-layer perceptron regressor with hand-derived gradients.
+
+    scikit-learn's, on handprop's math: identity outputs and half the squared
+    error (``loss="squared_error"``), or exp outputs and half the Poisson
+    deviance (``loss="poisson"``), one output per target. See
+    :mod:`handprop.estimator`.
+""" + _SHARED_DOC + """    loss : "squared_error" (default) or "poisson"
+
+    Attributes
+    ----------
+    loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_,
+    t_, coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_,
+    n_layers_, n_outputs_, out_activation_ : scikit-learn's; see
+        :class:`MLPClassifier`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 3))
+    >>> reg = MLPRegressor((16,), max_iter=300, random_state=0).fit(X, X.sum(axis=1))
+    >>> bool(reg.score(X, X.sum(axis=1)) > 0.9)
+    True
+    """
+
+    def __init__(
+        self,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        l1=0.0,
+        l2=0.0,
+        dropout=(0.0, 0.0),
+        dtype=None,
+        device="cpu",
+    ):
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.l1 = l1
+        self.l2 = l2
+        self.dropout = dropout
+        self.dtype = dtype
+        self.device = device
+
+    def _check_each_param(self) -> None:
+        validate.choice("loss", self.loss, ("squared_error", "poisson"))
+        super()._check_each_param()
+
+    def _out_activation(self) -> str:
+        return "exp" if self.loss == "poisson" else "identity"
+
+    def _validate_input(self, X, y, incremental: bool, reset: bool):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(np.asarray(y) < 0):
+            raise InputError("loss='poisson' needs targets y >= 0 (counts)")
+        Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        return X, Y
+
+    def _val_targets(self, Y_val):
+        self._val_T = Y_val
+        return Y_val
+
+    def _score_logits(self, o_a, y, sample_weight) -> float:
+        with np.errstate(over="ignore", invalid="ignore"):
+            y_pred = np.exp(o_a) if self._net.output == "exp" else o_a
+        if not np.all(np.isfinite(y_pred)):
+            return np.nan
+        if y_pred.shape[1] == 1:
+            y_pred = y_pred.ravel()
+        return r2_score(y, y_pred, sample_weight=sample_weight)
+
+    @available_if(_stochastic)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over X (n, d) and y, continuing from the current state.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict(self, X) -> np.ndarray:
+        """The predictions for the rows of X (n, d): (n,) for one target, else
+        (n, n_outputs), in the net's dtype."""
+        y_pred = self._outputs(X)
+        if y_pred.shape[1] == 1:
+            return y_pred.ravel()
+        return y_pred

@@ -101,13 +101,16 @@ class _Batches:
     (seed, epoch, b), so the result does not depend on the timing.
 
     X (n, d) and T live where the workspace does (NumPy or CuPy arrays);
-    ``host_X`` is X in NumPy, which the distortions read.
+    ``host_X`` is X in NumPy, which the distortions read. X may also be a
+    SciPy sparse matrix in CSR form, on the CPU: each minibatch's rows are
+    then made dense, and only those.
     """
 
     def __init__(self, X, T, work: Workspace, augment, seed: int, host_X=None):
         self.X, self.T, self.work, self.augment, self.seed = X, T, work, augment, seed
         self.host_X = X if host_X is None else host_X
-        self.xp = namespace(X)
+        self.sparse = _is_sparse(X)
+        self.xp = namespace(T) if self.sparse else namespace(X)
         self.pool = None
         self.pending = {}
         self.order = self.order_dev = None
@@ -152,6 +155,10 @@ class _Batches:
         k = len(idx)
         Xb, Tb = self.work.X[:k], self.work.y[:k]
         xp.take(self.T, idx, axis=0, out=Tb)
+        if self.sparse:  # only this minibatch's rows become dense
+            rows = self.order[b * self.batch_size:(b + 1) * self.batch_size]
+            xp.copyto(Xb, xp.asarray(self.X[rows].toarray()))
+            return Xb, Tb, idx
         if self.pool is None:
             xp.take(self.X, idx, axis=0, out=Xb)  # one contiguous gather
             return Xb, Tb, idx
@@ -160,6 +167,10 @@ class _Batches:
         self._submit(b + 1)
         xp.copyto(Xb, xp.asarray(ready))
         return Xb, Tb, idx
+
+
+def _is_sparse(X) -> bool:
+    return hasattr(X, "tocsr") and hasattr(X, "nnz")  # a SciPy sparse matrix or array
 
 
 class StepResult(NamedTuple):
@@ -227,6 +238,9 @@ class Step:
         a callable, the run's seed, and X in NumPy
     track_penalty : compute the penalty's value at every step (the
         estimator reports it in ``loss_curve_``)
+    stop_on_nonfinite : True (``fit``): a minibatch whose loss is not finite
+        makes no update, and its epoch stops there; False (the estimator,
+        as scikit-learn): the update is made anyway
     """
 
     def __init__(self, net: MLP, params: dict, X, T, *, optimizer, batch_size: int,
@@ -234,14 +248,16 @@ class Step:
                  dropout: tuple[float, float] = (0.0, 0.0), max_norm: float | None = None,
                  label_smoothing: float = 0.0, sample_weight=None,
                  rng: np.random.Generator | None = None, augment=None, seed: int = 0,
-                 host_X=None, track_penalty: bool = False) -> None:
+                 host_X=None, track_penalty: bool = False,
+                 stop_on_nonfinite: bool = True) -> None:
         self.params, self.X, self.T, self.weights = params, X, T, sample_weight
         self.optimizer = optimizer
         self.activation, self.output, self.L = net.activation, net.output, net.L
         self.penalty = net.check_penalty(penalty)
         self.decay, self.max_norm, self.smoothing = decay, max_norm, label_smoothing
         self.track_penalty = track_penalty
-        self.xp = xp = namespace(X)
+        self.stop_on_nonfinite = stop_on_nonfinite
+        self.xp = xp = namespace(T) if _is_sparse(X) else namespace(X)
         self.batch_size = batch_size
         self.n_batches = -(-X.shape[0] // batch_size)
         self._penalties: dict[float, ElasticNet | None] = {}
@@ -296,7 +312,7 @@ class Step:
                         masks=masks)
         loss = data_loss(self.output, cache.o_a, Tb, label_smoothing=self.smoothing,
                          sample_weight=wb)
-        if not math.isfinite(loss):
+        if not math.isfinite(loss) and self.stop_on_nonfinite:
             return StepResult(loss, math.nan, 0, k)
         wrong = count_errors(self.output, cache.o_a, Tb)
         pen_value = penalty.value(params) if (self.track_penalty and penalty) else 0.0
@@ -332,7 +348,7 @@ class Step:
             b = totals.batch
             lr = rate(b)
             result = self(b, lr)
-            if not math.isfinite(result.loss):
+            if not math.isfinite(result.loss) and self.stop_on_nonfinite:
                 totals.diverged = (b, result.loss, lr)
                 return totals
             totals.batch = b + 1
@@ -344,17 +360,49 @@ class Step:
                 break
         return totals
 
-    def objective(self, X, T, sample_weight=None) -> tuple[float, dict]:
+    def objective(self, X, T, sample_weight=None, *, chunk: int = 4096) -> tuple[float, dict]:
         """The loss of the whole set X (n, d), T, with the penalty (and the
         decay for n examples, or their total weight), and its gradients: what
-        lbfgs minimizes. No dropout; new arrays, not the step's buffers."""
+        lbfgs minimizes. No dropout; new arrays, not the step's buffers.
+
+        A sparse X is made dense ``chunk`` rows at a time: the loss and the
+        gradients are then sums over the chunks, each weighted by its share
+        of the examples (or of their weight), and the penalty is added once.
+        """
         n = X.shape[0] if sample_weight is None else float(sample_weight.sum())
         penalty = self._penalty(n)
-        cache = forward(self.params, X, self.activation, self.output)
-        loss = data_loss(self.output, cache.o_a, T, label_smoothing=self.smoothing,
-                         sample_weight=sample_weight)
+        if not _is_sparse(X):
+            cache = forward(self.params, X, self.activation, self.output)
+            loss = data_loss(self.output, cache.o_a, T, label_smoothing=self.smoothing,
+                             sample_weight=sample_weight)
+            if penalty is not None:
+                loss += penalty.value(self.params)
+            grads = backward(self.params, cache, X, T, self.activation, self.output, penalty,
+                             label_smoothing=self.smoothing, sample_weight=sample_weight)
+            return loss, grads
+        X = X.tocsr()
+        loss, grads = 0.0, None
+        for start in range(0, X.shape[0], chunk):
+            rows = slice(start, start + chunk)
+            Xc = X[rows].toarray().astype(self.params["W1"].dtype, copy=False)
+            wc = None if sample_weight is None else sample_weight[rows]
+            share = (Xc.shape[0] if wc is None else float(wc.sum())) / n
+            if share == 0:
+                continue
+            cache = forward(self.params, Xc, self.activation, self.output)
+            loss += share * data_loss(self.output, cache.o_a, T[rows],
+                                      label_smoothing=self.smoothing, sample_weight=wc)
+            part = backward(self.params, cache, Xc, T[rows], self.activation, self.output,
+                            None, scale=share, label_smoothing=self.smoothing,
+                            sample_weight=wc)
+            if grads is None:
+                grads = part
+            else:
+                for k in grads:
+                    grads[k] += part[k]
         if penalty is not None:
             loss += penalty.value(self.params)
-        grads = backward(self.params, cache, X, T, self.activation, self.output, penalty,
-                         label_smoothing=self.smoothing, sample_weight=sample_weight)
+            for k in grads:
+                if k.startswith("W"):
+                    penalty.add_grad(k, self.params[k], grads[k])
         return loss, grads
