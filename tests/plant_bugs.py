@@ -94,7 +94,7 @@ MUTANTS = [
            "            G *= masks[l - 2]",
            "a deep net's backward applies the dropout mask to the last hidden layer only"),
     Mutant("estimator-no-rollback", "estimator.py",
-           "                if last_good is not None:\n                    net.params = last_good",
+           "                self._net.params = self._last_good  # the last epoch that was finite",
            "                pass",
            "the estimator keeps diverged parameters instead of the last good ones",
            "tests/test_estimator.py -k divergence"),

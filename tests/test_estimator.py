@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
@@ -19,7 +19,7 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
-from handprop import ElasticNet, MLPClassifier, gradcheck
+from handprop import ElasticNet, MLPClassifier, MLPRegressor, gradcheck
 from handprop.datasets import make_moons
 
 # Every check of scikit-learn's suite runs, on the float32 default and on
@@ -151,23 +151,31 @@ def test_labels_of_any_kind_round_trip(labels):
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf = MLPClassifier(hidden_layer_sizes=(10,), max_iter=200, random_state=0).fit(
             X, y_labels)
+        theirs = SkMLPClassifier(hidden_layer_sizes=(10,), max_iter=200, random_state=0).fit(
+            X, y_labels)
     assert set(clf.predict(X)) <= set(y_labels)
     assert clf.predict(X).dtype == y_labels.dtype
     assert list(clf.classes_) == sorted(set(y_labels))
     assert clf.predict_proba(X).shape == (150, len(clf.classes_))
-    assert clf.score(X, y_labels) > 0.8
+    # float64 input: the same fit as scikit-learn's, to round-off
+    assert_array_equal(clf.predict(X), theirs.predict(X))
+    assert_allclose(clf.predict_proba(X), theirs.predict_proba(X), rtol=1e-7, atol=1e-9)
 
 
-def test_two_classes_use_two_softmax_outputs():
+def test_two_classes_use_one_logistic_unit():
     X, y = make_moons(100, noise=0.1, seed=0)
     clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=20, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, y)
-    assert clf.out_activation_ == "softmax" and clf.n_outputs_ == 2
-    assert clf.coefs_[1].shape == (5, 2) and clf.W2_.shape == (2, 5)
-    assert_allclose(clf.predict_proba(X).sum(axis=1), 1.0)
-    assert_allclose(np.exp(clf.predict_log_proba(X)), clf.predict_proba(X), rtol=1e-6)
+    assert clf.out_activation_ == "logistic" and clf.n_outputs_ == 1
+    assert clf.net_.output == "logistic" and clf.net_.m == 1
+    assert clf.coefs_[1].shape == (5, 1) and clf.W2_.shape == (1, 5)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (100, 2)
+    assert_allclose(proba.sum(axis=1), 1.0)
+    assert_allclose(np.exp(clf.predict_log_proba(X)), proba, rtol=1e-6)
+    assert_array_equal(clf.predict(X), (proba[:, 1] > 0.5).astype(int))
 
 
 def test_works_inside_scikit_learn(digits):
@@ -188,18 +196,23 @@ def test_works_inside_scikit_learn(digits):
     assert_allclose(restored.predict_proba(X_test[:5]), fitted.predict_proba(X_test[:5]))
 
 
-def test_warm_start_continues_exactly(digits):
+def test_warm_start_as_scikit_learn(digits):
+    # a warm fit keeps the weights and starts a new optimizer, and n_iter_
+    # counts its own iterations, as scikit-learn's
     X_train, _, y_train, _ = digits
-    kwargs = dict(hidden_layer_sizes=(16,), random_state=0, tol=0.0, n_iter_no_change=1000)
+    kwargs = dict(hidden_layer_sizes=(16,), random_state=0, tol=0.0, n_iter_no_change=1000,
+                  max_iter=5, warm_start=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        once = MLPClassifier(max_iter=10, **kwargs).fit(X_train, y_train)
-        twice = MLPClassifier(max_iter=5, warm_start=True, **kwargs).fit(X_train, y_train)
-        twice.fit(X_train, y_train)
-    # Adam's moments and the shuffling stream carried over: the same as 10 epochs in one go
-    assert twice.n_iter_ == 10
-    assert np.array_equal(twice.W1_, once.W1_)
-    assert twice.loss_curve_ == once.loss_curve_
+        ours = MLPClassifier(**kwargs).fit(X_train, y_train)
+        theirs = SkMLPClassifier(**kwargs).fit(X_train, y_train)
+        ours.fit(X_train, y_train)
+        theirs.fit(X_train, y_train)
+    assert ours.n_iter_ == theirs.n_iter_ == 5 and ours.t_ == theirs.t_
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_,
+                    strict=True):
+        assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-12)
 
 
 def test_partial_fit_keeps_adams_state(digits):
@@ -211,12 +224,13 @@ def test_partial_fit_keeps_adams_state(digits):
     b = pickle.loads(pickle.dumps(a))  # the state travels with the estimator
     for clf in (a, b):
         clf.partial_fit(X_train, y_train)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        whole = MLPClassifier(max_iter=2, **kwargs).fit(X_train, y_train)
-    # two partial fits are two epochs of one fit: Adam's moments carried over
-    assert np.array_equal(a.W1_, whole.W1_) and np.array_equal(b.W1_, whole.W1_)
-    assert a.t_ == 2 * len(X_train) and a.n_iter_ == 2
+    theirs = SkMLPClassifier(**kwargs)
+    theirs.partial_fit(X_train, y_train, classes=classes)
+    theirs.partial_fit(X_train, y_train)
+    # Adam's moments carried over from call to call, as in scikit-learn
+    assert np.array_equal(a.W1_, b.W1_)
+    assert_allclose(a.coefs_[0], theirs.coefs_[0], rtol=1e-9, atol=1e-12)
+    assert a.t_ == 2 * len(X_train) and a.n_iter_ == theirs.n_iter_ == 1
     with pytest.raises(ValueError, match="classes must be passed on the first call"):
         MLPClassifier().partial_fit(X_train, y_train)
     with pytest.raises(AttributeError, match="has no attribute 'partial_fit'"):
@@ -298,10 +312,41 @@ def test_divergence_keeps_the_last_good_parameters(digits):
     # warm: the same net; the last minibatch's inputs overflow, after the
     # others have moved the parameters
     X_bad = X_train.copy()
-    X_bad[-50:] *= 1e200
-    with pytest.raises(ValueError, match="the training loss became .* in iteration 3: lower "
-                                         "learning_rate_init; the parameters are those of "
-                                         "iteration 2"):
+    X_bad[-50:] *= 1.7e308  # products overflow: the loss becomes inf
+    with pytest.raises(ValueError, match="Solver produced non-finite parameter weights"):
         clf.fit(X_bad, y_train)
     for c, g in zip(clf.coefs_, good, strict=True):
         assert np.array_equal(c, g)
+
+
+def test_scikit_learns_worked_example():
+    # scikit-learn's test_fit, through the public interface: one sgd step of a
+    # 3-2-1 logistic net from given weights, worked out by hand in its comments
+    X, y = np.array([[0.6, 0.8, 0.7]]), np.array([0])
+    clf = MLPClassifier(solver="sgd", learning_rate_init=0.1, alpha=0.1, activation="logistic",
+                        random_state=1, max_iter=1, hidden_layer_sizes=2, momentum=0)
+    clf.partial_fit(X, y, classes=[0, 1])
+    clf.coefs_ = [np.array([[0.1, 0.2], [0.3, 0.1], [0.5, 0]]), np.array([[0.1], [0.2]])]
+    clf.intercepts_ = [np.array([0.1, 0.1]), np.array([1.0])]
+    clf.partial_fit(X, y)
+    assert_allclose(clf.coefs_[0], [[0.098, 0.195756], [0.2956664, 0.096008],
+                                    [0.4939998, -0.002244]], atol=1e-3)
+    assert_allclose(clf.coefs_[1], [[0.04706], [0.154089]], atol=1e-3)
+    assert_allclose(clf.intercepts_[0], [0.098333, 0.09626], atol=1e-3)
+    assert_allclose(clf.intercepts_[1], [0.9235], atol=1e-3)
+    assert clf.predict_proba(X)[0, 1] == pytest.approx(0.739, abs=1e-3)
+
+
+@parametrize_with_checks([MLPRegressor(max_iter=100, random_state=0),
+                          MLPRegressor(max_iter=100, random_state=0, dtype="float32")],
+                         expected_failed_checks=lambda est: {
+                             "check_sample_weight_equivalence_on_dense_data":
+                                 SAMPLE_WEIGHT_REASON,
+                             **({"check_sample_weight_equivalence_on_sparse_data":
+                                 "float32: a weight of 2 and a repeated row sum in another "
+                                 "order, 1.2e-7 relative apart, above the check's 1e-7"}
+                                if est.dtype == "float32" else {})})
+def test_scikit_learn_checks_regressor(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)

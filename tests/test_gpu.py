@@ -278,7 +278,7 @@ def test_estimator_on_gpu_matches_the_cpu(solver):
     np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-9)
     assert gpu.validation_scores_ == cpu.validation_scores_
     # fitted state is NumPy only: warm starts, pickles and predictions need no GPU
-    state = gpu._optimizer.state()
+    state = gpu._optimizer.update.state()
     assert state and all(isinstance(v, np.ndarray) for v in state.values())
     clone = pickle.loads(pickle.dumps(gpu))
     np.testing.assert_array_equal(clone.predict(X), gpu.predict(X))

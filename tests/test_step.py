@@ -237,10 +237,21 @@ def test_the_step_objective_is_loss_and_grads_with_the_decay():
 
 
 def _initial_net(clf, d, m):
-    """The net that MLPClassifier(random_state=...) starts from: seeded by its
-    first draw from the RandomState, as its docstring says."""
-    seed = int(np.random.RandomState(clf.random_state).randint(np.iinfo(np.int32).max))
-    return MLP(d, clf.hidden_layer_sizes, m, activation="relu", dtype="float64", seed=seed), seed
+    """The net that MLPClassifier(random_state=...) starts from, drawn as
+    scikit-learn draws it: per layer, the (fan_in, fan_out) weights, then the
+    biases, uniform in +-sqrt(6 / (fan_in + fan_out)); and the generator of
+    its dropout masks, seeded from the random state after those draws."""
+    rs = np.random.RandomState(clf.random_state)
+    sizes = (d, *clf.hidden_layer_sizes, m)
+    net = MLP(d, clf.hidden_layer_sizes, m, activation="relu", dtype="float64", seed=0)
+    params = {}
+    for l in range(1, len(sizes)):
+        bound = np.sqrt(6 / (sizes[l - 1] + sizes[l]))
+        params[f"W{l}"] = rs.uniform(-bound, bound, (sizes[l - 1], sizes[l])).T
+        params[f"b{l}"] = rs.uniform(-bound, bound, sizes[l])
+    net.params = params
+    state = rs.get_state()[1]
+    return net, np.random.default_rng([int(v) for v in state[:4]] + [int(state[-1])])
 
 
 ESTIMATOR_OPTIONS = {
@@ -275,7 +286,7 @@ def test_estimator_steps_equal_the_reference(option, hidden):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # max_iter reached
         clf.fit(X, y, sample_weight=w)
-    net, seed = _initial_net(clf, D, 3)
+    net, mask_rng = _initial_net(clf, D, 3)
     sw = np.ones(N) if w is None else w.copy()
     if options.get("class_weight") == "balanced":
         sw *= (N / (3 * np.bincount(y)))[y]
@@ -290,7 +301,6 @@ def test_estimator_steps_equal_the_reference(option, hidden):
     nesterov = options.get("nesterovs_momentum", True) and options.get("momentum", 0.9) > 0
     opt = Reference(options["solver"], momentum=options.get("momentum", 0.9), nesterov=nesterov)
     params = {k: v.copy() for k, v in net.params.items()}
-    mask_rng = np.random.default_rng(seed + 1)
     for _ in range(STEPS):
         mask_in, mask_h = _masks(mask_rng, N, net, options.get("dropout", (0.0, 0.0)))
         net.params = params

@@ -439,11 +439,12 @@ class _BaseMLP(BaseEstimator):
             if on_gpu:
                 for k, v in step.params.items():  # back from the GPU
                     net.params[k][...] = to_numpy(v)
-            if all(np.all(np.isfinite(p)) for p in net.params.values()):
-                for k, v in net.params.items():
-                    self._last_good[k][...] = v
             self.n_iter_ += 1
             self.loss_ = (self._reported(totals.loss_sum) + totals.penalty_sum) / n
+            if math.isfinite(self.loss_) and all(np.all(np.isfinite(p))
+                                                 for p in net.params.values()):
+                for k, v in net.params.items():  # the last good epoch, for a diverged fit
+                    self._last_good[k][...] = v
             self.t_ += n
             self.loss_curve_.append(self.loss_)
             if self.verbose:
@@ -813,19 +814,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return o_s
 
     def predict_log_proba(self, X) -> np.ndarray:
-        """Log-probabilities, the shape of :meth:`predict_proba`, from the
-        logits (never the log of a probability that underflowed)."""
-        check_is_fitted(self, "_net")
-        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
-                          dtype=(np.float64, np.float32))
-        o_a = self._logits(X)
-        if self._net.output == "softmax":
-            out = act.log_softmax(o_a)
-        else:  # log sigmoid(a) = -softplus(-a), log(1 - sigmoid(a)) = -softplus(a)
-            out = -act.softplus(-o_a)
-            if self.n_outputs_ == 1:
-                out = np.hstack([-act.softplus(o_a), out])
-        return out.astype(self._net.dtype, copy=False)
+        """``log(predict_proba(X))``, as scikit-learn defines it: a probability
+        that rounded to 0 gives -inf, and two that rounded to 1 stay tied (the
+        net's own loss never takes such a log: see :func:`handprop.network.row_losses`)."""
+        proba = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(proba, out=proba)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -854,7 +848,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(200, 3))
-    >>> reg = MLPRegressor((16,), max_iter=300, random_state=0).fit(X, X.sum(axis=1))
+    >>> reg = MLPRegressor(hidden_layer_sizes=(16,), max_iter=300, random_state=0)
+    >>> reg = reg.fit(X, X.sum(axis=1))
     >>> bool(reg.score(X, X.sum(axis=1)) > 0.9)
     True
     """
