@@ -587,6 +587,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .onnx import export
+
+    print(f"wrote {export(args.model, args.onnx)}")
+    return 0
+
+
 def cmd_distortions(args: argparse.Namespace) -> int:
     from .datasets import load_mnist
     from .plotting import distortions, save_figure
@@ -879,6 +886,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="FILE.csv or FILE.npz")
     p.add_argument("--out", default=None, help="output CSV (default: standard output)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write a model file as ONNX",
+                       description="Write the net of a model file (from handprop train) as an "
+                       "ONNX graph, for onnxruntime and other ONNX runtimes, through "
+                       "skl2onnx's MLP converters. Needs the [onnx] extra.")
+    p.add_argument("model", help="a model.npz")
+    p.add_argument("onnx", help="the ONNX file to write")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("distortions", help="a figure of MNIST digits and their distortions",
                        description="Draw the first training digits and, below them, a row of "
