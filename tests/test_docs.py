@@ -77,6 +77,8 @@ def test_console_block(mark, body, tmp_path):
         argv = shlex.split(command)
         if argv[0] == "handprop":
             argv = [sys.executable, "-m", "handprop", *argv[1:]]
+        elif argv[0] in ("python", "python3"):  # the interpreter that runs the tests
+            argv = [sys.executable, *argv[1:]]
         r = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env,
                            timeout=600)
         assert r.returncode == 0, f"{command}\n{r.stdout}\n{r.stderr}"

@@ -506,16 +506,17 @@ class _BaseMLP(BaseEstimator):
     def _fit_lbfgs(self, X, Y, sw) -> None:
         from scipy.optimize import minimize
 
-        # L-BFGS needs an accurate loss for its line search: it works in float64.
-        net64 = self._net.astype("float64")
-        X64 = X.astype(np.float64)
-        T = np.asarray(Y, dtype=np.float64) if net64.output != "softmax" else self._targets(Y)
-        shapes = net64.shapes()
-        w64 = None if sw is None else sw.astype(np.float64)
+        # As scikit-learn: the loss and gradients in the fitted dtype (float32
+        # for float32 input), L-BFGS-B's own state in float64.
+        net = self._net
+        T = self._targets(Y)
+        shapes = net.shapes()
+        w = None if sw is None else sw.astype(net.dtype)
         names = list(shapes)
-        params = net64.params
-        step = Step(net64, params, X64, T, optimizer=None, batch_size=X64.shape[0],
-                    penalty=self._elastic_net(net64.L + 1), decay=0.5 * self.alpha)
+        params = net.params
+        step = Step(net, params, X, T, optimizer=None, batch_size=X.shape[0],
+                    penalty=self._elastic_net(net.L + 1), decay=0.5 * self.alpha)
+        penalty = step._penalty(X.shape[0] if w is None else float(w.sum()))
         last = {}
 
         def fun(theta):
@@ -525,9 +526,10 @@ class _BaseMLP(BaseEstimator):
                 params[name][...] = theta[start:start + size].reshape(shapes[name])
                 start += size
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                loss, grads = step.objective(X64, T, w64)
-            last["loss"] = loss
-            return loss, np.concatenate([grads[k].ravel() for k in names])
+                loss, grads = step.objective(X, T, w)
+            pen = penalty.value(params) if penalty is not None else 0.0
+            last["loss"] = self._reported(loss - pen) + pen
+            return loss, np.concatenate([grads[k].ravel() for k in names]).astype(np.float64)
 
         losses = []
         theta0 = np.concatenate([params[k].ravel() for k in names])
@@ -544,8 +546,7 @@ class _BaseMLP(BaseEstimator):
                                        "gtol": self.tol})
         fun(result.x)
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
-        self._net.params = {k: v.astype(self._net.dtype) for k, v in params.items()}
-        self.loss_ = float(result.fun)
+        self.loss_ = float(last["loss"])
         self.loss_curve_ = losses
         self.best_loss_ = min(losses) if losses else self.loss_
         self.history_ = History()
@@ -597,7 +598,7 @@ _SHARED_DOC = """
     activation : "identity", "logistic", "tanh", "relu" (default), or one of
         handprop's own: "softplus", "abs", "sign"
     solver : "sgd", "adam" (default) or "lbfgs" (full batch, through
-        ``scipy.optimize.minimize`` on the hand-derived gradient, in float64)
+        ``scipy.optimize.minimize`` on the hand-derived gradient)
     alpha : float >= 0, default 1e-4
         L2 penalty: ``0.5 * alpha * ||W||^2 / n`` per minibatch of n examples.
     batch_size : int or "auto" (min(200, n_samples))
