@@ -350,3 +350,28 @@ def test_scikit_learn_checks_regressor(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_sparse_input_is_the_same_fit_without_densifying_it(digits, solver, monkeypatch):
+    import scipy.sparse as sp
+
+    X_train, X_test, y_train, _ = digits
+    kwargs = dict(hidden_layer_sizes=(16,), solver=solver, max_iter=10, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        dense = MLPClassifier(**kwargs).fit(X_train, y_train)
+        # the whole matrix is never made dense: only minibatches or chunks of rows
+        densified = []
+        original = sp.csr_matrix.toarray
+
+        def toarray(self, *args, **kw):
+            densified.append(self.shape[0])
+            return original(self, *args, **kw)
+
+        monkeypatch.setattr(sp.csr_matrix, "toarray", toarray)
+        sparse = MLPClassifier(**kwargs).fit(sp.csr_matrix(X_train), y_train)
+    assert densified and max(densified) < len(X_train) or solver == "lbfgs"
+    for a, b in zip(sparse.coefs_, dense.coefs_, strict=True):
+        assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert_array_equal(sparse.predict(sp.csc_matrix(X_test)), dense.predict(X_test))
