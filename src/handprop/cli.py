@@ -461,7 +461,7 @@ def cmd_regions(args: argparse.Namespace) -> int:
     from .datasets import load_moons_txt, moons_splits, split
     from .network import MLP
     from .penalty import ElasticNet
-    from .plotting import decision_regions, save_figure
+    from .plotting import decision_regions, regions_animation, save_figure
     from .training import evaluate, fit
 
     if any(h < 1 for h in args.hidden) or any(e < 1 for e in args.epochs):
@@ -472,13 +472,18 @@ def cmd_regions(args: argparse.Namespace) -> int:
         train, valid, _ = split(*load_moons_txt(args.dataset))
     panels = []
     stops = sorted(set(args.epochs))
+    # with --animate, about 40 frames over the training, besides the stops
+    every = max(1, max(stops) // 40)
+    frame_epochs = sorted(set(range(every, max(stops) + 1, every)) | set(stops)
+                          ) if args.animate else stops
+    frames = {e: [] for e in frame_epochs}
     for d_h in args.hidden:
         for l2 in args.l2:
             net = MLP(2, d_h, 2, activation=args.activation, seed=args.seed)
             snapshots = {}
 
             def keep(record, net=net, snapshots=snapshots):
-                if record.epoch in stops:
+                if record.epoch in frames:
                     snapshots[record.epoch] = net.copy()
 
             fit(net, *train, epochs=max(stops), batch_size=args.batch_size, lr=args.lr,
@@ -489,10 +494,20 @@ def cmd_regions(args: argparse.Namespace) -> int:
                 title = f"d_h={d_h}, l2={l2:g}" + (f", {e} epochs" if len(stops) > 1 else "")
                 panels.append((snapshots[e], f"{title}\nvalid error {100 * err:.1f}%"))
                 print(f"d_h {d_h:>4}  l2 {l2:<8g} epochs {e:>5}  valid error {100 * err:6.2f}%")
+            if args.animate:
+                for e in frame_epochs:
+                    err = evaluate(snapshots[e], *valid)[0]
+                    frames[e].append((snapshots[e], f"d_h={d_h}, l2={l2:g}, epoch {e}\n"
+                                                    f"valid error {100 * err:.1f}%"))
     ncols = len(args.l2) * len(stops)
     fig = decision_regions(panels, *train, ncols=ncols)
     save_figure(fig, args.out)
     print(f"wrote {args.out}")
+    if args.animate:
+        n = regions_animation([frames[e] for e in frame_epochs], *train, args.animate,
+                              ncols=len(args.l2))
+        print(f"wrote {args.animate}: {n} frames, epochs {frame_epochs[0]} to "
+              f"{frame_epochs[-1]}")
     return 0
 
 
@@ -584,6 +599,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"wrote {len(proba)} predictions to {args.out}")
     else:
         sys.stdout.write(buffer.getvalue())
+    return 0
+
+
+def cmd_playground(args: argparse.Namespace) -> int:
+    from .playground import serve
+
+    try:
+        serve(args.host, args.port, open_browser=not args.no_browser)
+    except KeyboardInterrupt:
+        print("handprop playground: stopped", file=sys.stderr)
     return 0
 
 
@@ -859,6 +884,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=0.25, help="moons noise (default 0.25)")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", default="regions.png", help="default regions.png")
+    p.add_argument("--animate", default=None, metavar="FILE.gif",
+                   help="also write an animation of the regions over the epochs (.gif, or "
+                   ".mp4 with ffmpeg), one row per hidden size, one column per lambda")
     p.set_defaults(func=cmd_regions)
 
     p = sub.add_parser("curves", help="plot learning curves from a log.csv",
@@ -886,6 +914,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="FILE.csv or FILE.npz")
     p.add_argument("--out", default=None, help="output CSV (default: standard output)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("playground", help="train live in a browser: the two-moons experiments",
+                       description="Start a local web server whose page trains nets on "
+                       "two-class plane data with handprop's own code, live: decision regions, "
+                       "hidden units, learning curves, and any point's forward and backward "
+                       "pass. Needs the [playground] extra.")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    p.add_argument("--port", type=int, default=8050, help="default 8050; 0 picks a free one")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.set_defaults(func=cmd_playground)
 
     p = sub.add_parser("export", help="write a model file as ONNX",
                        description="Write the net of a model file (from handprop train) as an "

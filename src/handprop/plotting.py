@@ -11,6 +11,7 @@ import io
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -22,7 +23,7 @@ from .files import write_bytes
 from .network import MLP
 from .training import History
 
-__all__ = ["decision_regions", "distortions", "learning_curves", "save_figure"]
+__all__ = ["decision_regions", "distortions", "learning_curves", "regions_animation", "save_figure"]
 
 # Light fills for the regions, strong colours for the points, one per class.
 _REGION_COLOURS = ["#a6cee3", "#fdbf6f", "#b2df8a", "#fb9a99", "#cab2d6", "#ffff99"]
@@ -47,6 +48,7 @@ def decision_regions(
     ncols: int | None = None,
     resolution: int = 200,
     margin: float = 0.5,
+    fig: Figure | None = None,
 ) -> Figure:
     """A grid of panels, one per trained net, each showing the class it
     predicts over the plane with the training points on top.
@@ -58,6 +60,8 @@ def decision_regions(
     ncols : panels per row (default: about the square root of their number)
     resolution : grid points along each axis
     margin : how far the plotted area extends beyond the points
+    fig : a Figure to draw into (cleared first), as for the frames of an
+        animation; by default a new one
 
     Returns
     -------
@@ -83,7 +87,9 @@ def decision_regions(
     grid = np.column_stack([g0.ravel(), g1.ravel()])
     m = max(net.m for net, _ in panels)
     regions = ListedColormap(_REGION_COLOURS[:m])
-    fig = Figure(figsize=(3.2 * ncols, 3.0 * nrows), layout="constrained")
+    if fig is None:
+        fig = Figure(figsize=(3.2 * ncols, 3.0 * nrows), layout="constrained")
+    fig.clear()
     for i, (net, title) in enumerate(panels):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         z = net.predict(grid).reshape(g0.shape)
@@ -96,6 +102,40 @@ def decision_regions(
         ax.set_xticks([])
         ax.set_yticks([])
     return fig
+
+
+def regions_animation(frames: Sequence[Sequence[tuple[MLP, str]]], X: np.ndarray,
+                      y: np.ndarray, path: str | os.PathLike, *, ncols: int | None = None,
+                      fps: int = 5, resolution: int = 120) -> int:
+    """Write an animation of decision regions, one frame per list of panels
+    (see :func:`decision_regions`), with matplotlib's Pillow writer (a GIF)
+    or, for an .mp4, its FFmpeg writer; atomically. Returns the frames."""
+    from matplotlib.animation import FFMpegWriter, PillowWriter
+
+    if not frames:
+        raise InputError("an animation needs at least one frame")
+    n = len(frames[0])
+    ncols = ncols or math.ceil(math.sqrt(n))
+    fig = Figure(figsize=(3.2 * ncols, 3.0 * math.ceil(n / ncols)), layout="constrained")
+    FigureCanvasAgg(fig)
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".gif", ".mp4"):
+        raise InputError(f"an animation is written as .gif or .mp4, got {path.name}")
+    writer = PillowWriter(fps=fps) if suffix == ".gif" else FFMpegWriter(fps=fps)
+    if not path.parent.is_dir():
+        raise OSError(f"cannot write {path}: folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+    try:
+        with writer.saving(fig, str(tmp), dpi=80):
+            for panels in frames:
+                decision_regions(panels, X, y, ncols=ncols, resolution=resolution, fig=fig)
+                writer.grab_frame()
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return len(frames)
 
 
 def learning_curves(history: History, *, title: str | None = None) -> Figure:
