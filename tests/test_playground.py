@@ -58,6 +58,32 @@ def test_training_improves_on_moons(client):
     assert state["history"][-1]["valid_error"] < 0.2 < state["history"][0]["valid_error"]
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_a_step_is_gradient_descent_on_the_penalized_loss(momentum):
+    """The run trains through handprop's step with its settings: full-batch
+    steps equal v <- momentum v - lr g, W <- W + v, with g the loop reference's
+    gradient, elastic net included."""
+    from handprop import ElasticNet
+    from handprop.playground import parse_settings
+
+    run = Run(parse_settings({"dataset": "moons", "points": 60, "hidden": "5,3", "seed": 4,
+                              "batch": 1000, "momentum": momentum, "lr": 0.3,
+                              "l1": "0.01,0,0.003", "l2": "0,0.02,0.05"}))
+    assert run.step.n_batches == 1
+    penalty = ElasticNet.per_matrix([0.01, 0, 0.003], [0, 0.02, 0.05])
+    expected = {k: v.copy() for k, v in run.net.params.items()}
+    velocity = {k: np.zeros_like(v) for k, v in expected.items()}
+    net = MLP(2, (5, 3), 2, dtype=np.float64)
+    for _ in range(3):
+        net.params = expected
+        _, grads = net.loss_and_grads(run.X, run.y, penalty, method="loop")
+        velocity = {k: momentum * velocity[k] - 0.3 * grads[k] for k in expected}
+        expected = {k: expected[k] + velocity[k] for k in expected}
+    run.advance(3)
+    for k in expected:
+        assert_allclose(run.net.params[k], expected[k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
 def test_the_math_of_a_point_is_loss_and_grads(client):
     c, app = client
     run = new(c, hidden="6,5", activation="tanh")

@@ -133,6 +133,15 @@ def test_show_the_math_agrees_with_loss_and_grads(server, browser):
     wait(browser, "document.getElementById('math-loss')")
     shown = float(browser.find_element("id", "math-loss").text)
     math = browser.execute_script("return window.playground.math")
+    # the point is the one clicked: 40 px right of and 60 px above the centre
+    width, height = browser.execute_script(
+        "const r = document.getElementById('regions').getBoundingClientRect();"
+        "return [r.width, r.height]")
+    x0, x1, y0, y1 = browser.execute_script("return window.playground.state.box")
+    assert math["x"][0] == pytest.approx((x0 + x1) / 2 + 40 / width * (x1 - x0),
+                                         abs=2 * (x1 - x0) / width)
+    assert math["x"][1] == pytest.approx((y0 + y1) / 2 + 60 / height * (y1 - y0),
+                                         abs=2 * (y1 - y0) / height)
     run_id = browser.execute_script("return window.playground.id")
     net = app.config["RUNS"].get(run_id).net
     loss, grads = net.loss_and_grads(np.array([math["x"]]), np.array([math["label"]]))
