@@ -148,6 +148,18 @@ def test_malformed_requests(client):
     assert c.post("/api/runs/nope/step", json={}).status_code == 404
 
 
+def test_a_bug_is_not_reported_as_a_missing_run(client, monkeypatch):
+    c, _ = client
+    run = new(c)
+
+    def broken(self, steps):
+        raise KeyError("W9")  # a bug inside a step, not a dropped run
+
+    monkeypatch.setattr(Run, "advance", broken)
+    r = c.post(f"/api/runs/{run['id']}/step", json={})
+    assert r.status_code == 500
+
+
 def test_tabs_get_runs_of_their_own_and_memory_stays_bounded(client):
     c, app = client
     ids = [new(c, seed=i)["id"] for i in range(10)]

@@ -337,6 +337,10 @@ class Run:
 # --------------------------------------------------------------------------
 
 
+class NoSuchRun(LookupError):
+    """A run that was dropped (too many tabs) or never existed."""
+
+
 class Runs:
     """The runs of every tab, the least recently used dropped beyond ``limit``."""
 
@@ -357,7 +361,7 @@ class Runs:
         with self.lock:
             run = self.runs.get(key)
             if run is None:
-                raise KeyError(key)
+                raise NoSuchRun(key)
             self.runs.move_to_end(key)
             return run
 
@@ -384,7 +388,7 @@ def create_app(limit: int = MAX_RUNS):
     def bad_input(exc):
         return jsonify(error=str(exc)), 400
 
-    @app.errorhandler(KeyError)
+    @app.errorhandler(NoSuchRun)
     def no_run(exc):
         return jsonify(error="no such run: it was dropped (too many tabs) or the server "
                              "restarted; reset to start a new one"), 404
