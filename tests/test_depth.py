@@ -11,6 +11,7 @@ from numpy.testing import assert_allclose
 from handprop import MLP, ElasticNet, gradcheck
 from handprop import activations as act
 from handprop.network import Cache
+from problems import random_targets
 
 ACTS = sorted(act.ACTIVATIONS)
 OUTPUTS = ("softmax", "logistic", "identity", "exp")
@@ -28,14 +29,7 @@ def _penalty(n_weights: int, kind: str):
 def _problem(hidden, output, K, activation="tanh", m=3, seed=0, d=5):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(K, d))
-    if output == "softmax":
-        y = rng.integers(0, m, size=K)
-    elif output == "logistic":
-        y = rng.integers(0, 2, size=(K, m)) if m > 1 else rng.integers(0, 2, size=K)
-    elif output == "identity":
-        y = rng.normal(size=(K, m))
-    else:  # exp: counts
-        y = rng.poisson(2.0, size=(K, m)).astype(float)
+    y = random_targets(rng, output, K, m)
     net = MLP(d, hidden, m, activation=activation, output=output, seed=seed)
     for name in net.param_names:  # biases away from zero: no trivially tiny gradients
         if name.startswith("b"):

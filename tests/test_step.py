@@ -25,6 +25,7 @@ from numpy.testing import assert_allclose
 
 from handprop import MLP, ElasticNet, fit
 from handprop.step import Step
+from problems import random_targets
 
 RTOL, ATOL = 1e-10, 1e-13
 N, D, STEPS = 40, 5, 3
@@ -107,14 +108,7 @@ def reference_fit(net0, X, y, steps, *, lr=0.1, seed=0, penalty=None, dropout=(0
 def _problem(output, hidden, activation="tanh", m=3, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(N, D))
-    if output == "softmax":
-        y = rng.integers(0, m, size=N)
-    elif output == "logistic":
-        y = rng.integers(0, 2, size=(N, m)) if m > 1 else rng.integers(0, 2, size=N)
-    elif output == "identity":
-        y = rng.normal(size=(N, m))
-    else:  # exp: counts
-        y = rng.poisson(1.5, size=(N, m)).astype(float)
+    y = random_targets(rng, output, N, m, counts_mean=1.5)
     net = MLP(D, hidden, m, activation=activation, output=output, seed=seed)
     return net, X, y
 
