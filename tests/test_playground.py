@@ -10,6 +10,7 @@ pytest.importorskip("flask")
 
 from handprop import MLP  # noqa: E402
 from handprop.playground import LIMITS, PRESETS, Run, create_app, make_data  # noqa: E402
+from handprop.training import evaluate  # noqa: E402
 
 
 @pytest.fixture
@@ -189,7 +190,7 @@ def test_early_stopping_keeps_the_best_epoch():
             break
     assert run.stopped.startswith("early stopping")
     best = min(r["valid_error"] for r in run.history)
-    assert run._evaluate(run.X_valid, run.y_valid)[0] == best
+    assert evaluate(run.net, run.X_valid, run.y_valid)[0] == best
 
 
 def test_data_sets_are_two_class_and_seeded():

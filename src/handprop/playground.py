@@ -43,10 +43,11 @@ from . import validate
 from .datasets import make_moons
 from .errors import InputError
 from .gradcheck import gradcheck
-from .network import MLP, data_loss, forward
+from .network import MLP, forward
 from .optimizers import SGD
 from .penalty import ElasticNet
 from .step import Step
+from .training import evaluate
 
 __all__ = ["create_app", "Run", "parse_settings", "DATASETS", "PRESETS", "LIMITS", "serve"]
 
@@ -205,14 +206,10 @@ class Run:
         self.lock = threading.Lock()
         self._record()  # epoch 0: the untrained net
 
-    def _evaluate(self, X, y) -> tuple[float, float]:
-        o_a = forward(self.net.params, X, self.net.activation).o_a
-        return float(np.mean(o_a.argmax(axis=1) != y)), data_loss("softmax", o_a, y)
-
     def _record(self) -> None:
-        train = self._evaluate(self.X, self.y)
-        valid = self._evaluate(self.X_valid, self.y_valid)
-        test = self._evaluate(*self.test)
+        train = evaluate(self.net, self.X, self.y)
+        valid = evaluate(self.net, self.X_valid, self.y_valid)
+        test = evaluate(self.net, *self.test)
         self.history.append({"epoch": self.epoch, "train_error": train[0],
                              "train_loss": train[1], "valid_error": valid[0],
                              "valid_loss": valid[1], "test_error": test[0],
