@@ -214,3 +214,19 @@ def test_regions_animate_writes_a_gif(tmp_path):
     with Image.open(tmp_path / "r.gif") as gif:
         assert gif.format == "GIF" and gif.n_frames == 20
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("name,message", [
+    ("r.txt", "an animation is written as .gif or .mp4, got r.txt"),
+    ("missing/r.gif", "folder"),
+])
+def test_regions_animate_refuses_a_bad_file_before_training(tmp_path, name, message):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "handprop", "regions", "--hidden", "2",
+                        "--l2", "0", "--epochs", "5", "--out", str(tmp_path / "r.png"),
+                        "--animate", str(tmp_path / name)], capture_output=True, text=True)
+    assert r.returncode == 2 and message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""  # nothing trained
+    assert list(tmp_path.iterdir()) == []  # nothing written

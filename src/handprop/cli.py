@@ -461,11 +461,13 @@ def cmd_regions(args: argparse.Namespace) -> int:
     from .datasets import load_moons_txt, moons_splits, split
     from .network import MLP
     from .penalty import ElasticNet
-    from .plotting import decision_regions, regions_animation, save_figure
+    from .plotting import check_animation_path, decision_regions, regions_animation, save_figure
     from .training import evaluate, fit
 
     if any(h < 1 for h in args.hidden) or any(e < 1 for e in args.epochs):
         raise UsageError("--hidden and --epochs values must be >= 1")
+    if args.animate:  # before training, not after it
+        check_animation_path(args.animate)
     if args.dataset == "moons":
         train, valid, _ = moons_splits(n_train=args.n_train, noise=args.noise)
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,11 +20,12 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from .errors import InputError
-from .files import write_bytes
+from .files import atomic_write, write_bytes
 from .network import MLP
 from .training import History
 
-__all__ = ["decision_regions", "distortions", "learning_curves", "regions_animation", "save_figure"]
+__all__ = ["check_animation_path", "decision_regions", "distortions", "learning_curves",
+           "regions_animation", "save_figure"]
 
 # Light fills for the regions, strong colours for the points, one per class.
 _REGION_COLOURS = ["#a6cee3", "#fdbf6f", "#b2df8a", "#fb9a99", "#cab2d6", "#ffff99"]
@@ -104,6 +106,18 @@ def decision_regions(
     return fig
 
 
+def check_animation_path(path: str | os.PathLike) -> str:
+    """The suffix of an animation's file, ".gif" or ".mp4", or an error:
+    checked before the work of drawing it (its folder must exist too)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".gif", ".mp4"):
+        raise InputError(f"an animation is written as .gif or .mp4, got {path.name}")
+    if not path.parent.is_dir():
+        raise OSError(f"cannot write {path}: folder {path.parent} does not exist")
+    return suffix
+
+
 def regions_animation(frames: Sequence[Sequence[tuple[MLP, str]]], X: np.ndarray,
                       y: np.ndarray, path: str | os.PathLike, *, ncols: int | None = None,
                       fps: int = 5, resolution: int = 120) -> int:
@@ -114,27 +128,23 @@ def regions_animation(frames: Sequence[Sequence[tuple[MLP, str]]], X: np.ndarray
 
     if not frames:
         raise InputError("an animation needs at least one frame")
+    suffix = check_animation_path(path)
     n = len(frames[0])
     ncols = ncols or math.ceil(math.sqrt(n))
     fig = Figure(figsize=(3.2 * ncols, 3.0 * math.ceil(n / ncols)), layout="constrained")
     FigureCanvasAgg(fig)
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".gif", ".mp4"):
-        raise InputError(f"an animation is written as .gif or .mp4, got {path.name}")
     writer = PillowWriter(fps=fps) if suffix == ".gif" else FFMpegWriter(fps=fps)
-    if not path.parent.is_dir():
-        raise OSError(f"cannot write {path}: folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
-    try:
-        with writer.saving(fig, str(tmp), dpi=80):
+    # matplotlib's writers take a file name, whose suffix they read: they
+    # write into a private folder, and atomic_write (opened first, so that a
+    # bad destination is refused before any frame is drawn) puts the bytes
+    # in place.
+    with atomic_write(path) as out, tempfile.TemporaryDirectory() as folder:
+        movie = Path(folder) / f"animation{suffix}"
+        with writer.saving(fig, str(movie), dpi=80):
             for panels in frames:
                 decision_regions(panels, X, y, ncols=ncols, resolution=resolution, fig=fig)
                 writer.grab_frame()
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        out.write(movie.read_bytes())
     return len(frames)
 
 
