@@ -230,3 +230,21 @@ def test_regions_animate_refuses_a_bad_file_before_training(tmp_path, name, mess
     assert r.returncode == 2 and message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""  # nothing trained
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_steps_are_counted_across_epochs_and_divergence_stops_the_run():
+    from handprop.playground import parse_settings
+
+    run = Run(parse_settings({"points": 300, "valid": 0.3, "batch": 20}))
+    assert len(run.X) == 210 and run.step.n_batches == 11
+    run.advance(15)  # one epoch of 11 minibatches, and 4 of the next
+    assert (run.epoch, run.batch, len(run.history)) == (1, 4, 2)
+    run.advance(7)  # the second epoch ends exactly
+    assert (run.epoch, run.batch, len(run.history)) == (2, 0, 3)
+    wild = Run(parse_settings({"hidden": "128,128,128,128", "lr": 10, "points": 100}))
+    wild.advance(500)
+    assert wild.stopped.startswith("training diverged")
+    params = {k: v.copy() for k, v in wild.net.params.items()}
+    wild.advance(10)  # a stopped run stays as it is
+    assert all(np.array_equal(params[k], wild.net.params[k]) for k in params)
+    assert all(np.isfinite(v).all() for v in params.values())  # no update from the bad step

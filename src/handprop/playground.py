@@ -46,7 +46,7 @@ from .gradcheck import gradcheck
 from .network import MLP, forward
 from .optimizers import SGD
 from .penalty import ElasticNet
-from .step import Step
+from .step import EpochTotals, Step
 from .training import evaluate
 
 __all__ = ["create_app", "Run", "parse_settings", "DATASETS", "PRESETS", "LIMITS", "serve"]
@@ -194,7 +194,8 @@ class Run:
                          optimizer=SGD(s["momentum"]), batch_size=min(s["batch"], len(self.X)),
                          penalty=self.penalty)
         self.rng = np.random.default_rng(s["seed"])
-        self.epoch, self.batch = 0, 0
+        self.epoch = 0
+        self.totals: EpochTotals | None = None  # the epoch under way, None between epochs
         self.history: list[dict] = []
         self.best = (math.inf, None, 0)  # (valid error, parameters, epoch)
         self.stopped = ""
@@ -228,22 +229,31 @@ class Run:
     def advance(self, steps: int) -> None:
         """Train ``steps`` minibatches (fewer if the run stops)."""
         steps = validate.number("steps", steps, low=1, high=LIMITS["steps"], integer=True)
+        lr = self.settings["lr"]
+
+        def spend(b: int) -> bool:  # after each minibatch: True stops the epoch
+            nonlocal steps
+            steps -= 1
+            return steps == 0
+
         with self.lock, np.errstate(over="ignore", invalid="ignore"):
-            for _ in range(steps):
-                if self.stopped:
-                    return
-                if self.batch == 0:
+            while steps and not self.stopped:
+                if self.totals is None:
                     self.step.start_epoch(self.epoch + 1, self.rng.permutation(len(self.X)))
-                result = self.step(self.batch, self.settings["lr"])
-                if not math.isfinite(result.loss):
+                    self.totals = EpochTotals()
+                self.step.train_epoch(lambda b: lr, totals=self.totals, after_batch=spend)
+                if self.totals.diverged:
                     self.stopped = ("training diverged (the loss is no longer finite): lower "
                                     "the learning rate")
-                    return
-                self.batch += 1
-                if self.batch == self.step.n_batches:
-                    self.batch = 0
+                elif self.totals.batch == self.step.n_batches:
+                    self.totals = None
                     self.epoch += 1
                     self._record()
+
+    @property
+    def batch(self) -> int:
+        """Minibatches trained in the epoch under way."""
+        return 0 if self.totals is None else self.totals.batch
 
     # -- what the page draws --------------------------------------------------
 
