@@ -248,3 +248,25 @@ def test_steps_are_counted_across_epochs_and_divergence_stops_the_run():
     wild.advance(10)  # a stopped run stays as it is
     assert all(np.array_equal(params[k], wild.net.params[k]) for k in params)
     assert all(np.isfinite(v).all() for v in params.values())  # no update from the bad step
+
+
+def test_the_command_refuses_a_bad_address_in_one_line(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    def run(*options):
+        return subprocess.run([sys.executable, "-m", "handprop", "playground", "--no-browser",
+                               *options], capture_output=True, text=True, timeout=60)
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        cases = [(["--port", "99999"], "port must be an integer in [0, 65535], got 99999"),
+                 (["--port", "-1"], "port must be an integer in [0, 65535], got -1"),
+                 (["--host", "no-such-host.invalid"], "cannot serve the playground on "
+                                                      "no-such-host.invalid:8050"),
+                 (["--port", str(port)], f"cannot serve the playground on 127.0.0.1:{port}")]
+        for options, message in cases:
+            r = run(*options)
+            assert r.returncode == 2 and message in r.stderr, (options, r.stderr)
+            assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == "", options

@@ -456,12 +456,27 @@ def create_app(limit: int = MAX_RUNS):
 def serve(host: str = "127.0.0.1", port: int = 8050, open_browser: bool = True) -> None:
     """Serve the playground until interrupted, printing its address."""
     import logging
+    import socket
+
+    port = validate.number("port", port, low=0, high=65535, integer=True)
+    app = create_app()  # first: it says when Flask is missing
 
     from werkzeug.serving import make_server
 
+    # The socket is bound here, not by werkzeug, which prints a failure and
+    # exits: a host that does not resolve or a port in use is an OSError
+    # that names them (the CLI's one line).
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listener = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise OSError(f"cannot serve the playground on {host}:{port}: "
+                      f"{exc.strerror or exc}") from None
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per step
-    server = make_server(host, port, create_app(), threaded=True)
-    url = f"http://{host if host not in ('0.0.0.0', '') else '127.0.0.1'}:{server.port}/"
+    with listener:
+        server = make_server(host, port, app, threaded=True, fd=listener.fileno())
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    url = f"http://{f'[{shown}]' if ':' in shown else shown}:{server.port}/"
     print(f"handprop playground: {url} (Ctrl-C stops it)", flush=True)
     if open_browser and not os.environ.get("HANDPROP_NO_BROWSER"):
         import webbrowser
