@@ -46,9 +46,9 @@ import numpy as np
 
 import handprop
 from handprop import MLP
-from handprop.datasets import load_mnist
-from handprop.optimizers import SGD
-from handprop.training import fit
+from handprop.data.datasets import load_mnist
+from handprop.train.optimizers import SGD
+from handprop.train.training import fit
 
 K, LR, D, M = 100, 0.1, 784, 10
 
@@ -56,7 +56,7 @@ K, LR, D, M = 100, 0.1, 784, 10
 def handprop_epoch(X, y, d_h):
     net = MLP(D, d_h, M, dtype="float32", seed=0)
     t0 = time.perf_counter()
-    fit(net, X, y, epochs=1, batch_size=K, lr=LR, seed=0, progress=False)
+    fit(net, X, y, epochs=1, batch_size=K, lr=LR, momentum=0.0, seed=0, progress=False)
     return time.perf_counter() - t0
 
 
@@ -70,18 +70,23 @@ def loop_epoch(X, y, d_h, n_slice=2000):
     return (time.perf_counter() - t0) * len(X) / n_slice
 
 
+# Written for any version: the package's public names only (the modules
+# moved in 0.3), and every setting given (fit's default momentum became 0.9).
 _BEFORE = """
 import sys, time, numpy as np
-from handprop import MLP
-from handprop.datasets import load_mnist
-from handprop.training import fit
+from handprop import MLP, fit
+try:
+    from handprop.data.datasets import load_mnist
+except ImportError:  # handprop 0.2 and before
+    from handprop.datasets import load_mnist
 (X, y), _, _ = load_mnist()
 sizes = [int(s) for s in sys.argv[1].split(",")]
+plain = dict(epochs=1, batch_size=100, lr=0.1, momentum=0.0, seed=0, progress=False)
 net = MLP(784, sizes[0] if len(sizes) == 1 else tuple(sizes), 10, dtype="float32", seed=0)
-fit(net, X[:1000], y[:1000], epochs=1, batch_size=100, lr=0.1, seed=0, progress=False)
+fit(net, X[:1000], y[:1000], **plain)
 net = MLP(784, sizes[0] if len(sizes) == 1 else tuple(sizes), 10, dtype="float32", seed=0)
 t0 = time.perf_counter()
-fit(net, X, y, epochs=1, batch_size=100, lr=0.1, seed=0, progress=False)
+fit(net, X, y, **plain)
 print(time.perf_counter() - t0)
 """
 

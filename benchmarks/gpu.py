@@ -36,15 +36,16 @@ from epoch import LR, D, K, M, _label, _sizes, make_torch_epoch  # benchmarks/ep
 
 import handprop
 from handprop import MLP
-from handprop.datasets import load_mnist
-from handprop.training import evaluate, fit
+from handprop.data.datasets import load_mnist
+from handprop.train.training import evaluate, fit
 
 
 def handprop_epoch(device):
     def run(X, y, d_h):
         net = MLP(D, d_h, M, dtype="float32", seed=0)
         t0 = time.perf_counter()
-        fit(net, X, y, epochs=1, batch_size=K, lr=LR, seed=0, progress=False, device=device)
+        fit(net, X, y, epochs=1, batch_size=K, lr=LR, momentum=0.0, seed=0, progress=False,
+            device=device)
         return time.perf_counter() - t0
 
     return run

@@ -17,11 +17,11 @@ import cupy as cp
 import numpy as np
 
 from handprop import MLP
-from handprop import activations as act
-from handprop.datasets import load_mnist
-from handprop.network import Workspace, backward, cross_entropy, forward
-from handprop.optimizers import SGD
-from handprop.training import fit
+from handprop.core import activations as act
+from handprop.core.network import Workspace, backward, cross_entropy, forward
+from handprop.data.datasets import load_mnist
+from handprop.train.optimizers import SGD
+from handprop.train.training import fit
 
 D_H, K = 512, 100
 
@@ -84,7 +84,8 @@ def main() -> None:
     for _ in range(4):  # the first compiles CuPy's kernels
         run = MLP(784, D_H, 10, dtype="float32", seed=0)
         t0 = time.perf_counter()
-        fit(run, X, y, epochs=1, batch_size=K, lr=0.1, progress=False, device="cuda")
+        fit(run, X, y, epochs=1, batch_size=K, lr=0.1, momentum=0.0, progress=False,
+            device="cuda")
         times.append(time.perf_counter() - t0)
     print("\nfit(device='cuda'), one epoch on its own: "
           + ", ".join(f"{t:.2f} s" for t in times) + " (the first compiles the kernels)")

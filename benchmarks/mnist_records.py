@@ -22,8 +22,8 @@ import numpy as np
 
 import handprop
 from handprop import MLP
-from handprop.datasets import load_mnist
-from handprop.training import evaluate, fit
+from handprop.data.datasets import load_mnist
+from handprop.train.training import evaluate, fit
 
 PUBLISHED = [
     ("LeCun et al. 1998", "300 hidden units", 4.7),

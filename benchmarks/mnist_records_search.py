@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 from handprop import MLP
-from handprop.datasets import load_mnist
-from handprop.training import fit
+from handprop.data.datasets import load_mnist
+from handprop.train.training import fit
 
 NESTEROV = dict(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, schedule="cosine",
                 dropout=(0.2, 0.5), max_norm=3.5)

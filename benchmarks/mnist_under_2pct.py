@@ -22,8 +22,8 @@ import numpy as np
 
 import handprop
 from handprop import MLP, ElasticNet
-from handprop.datasets import load_mnist
-from handprop.training import evaluate, fit
+from handprop.data.datasets import load_mnist
+from handprop.train.training import evaluate, fit
 
 GRID = {"d_h": [512, 1024], "lr": [0.05, 0.1], "l2": [0.0, 1e-5]}
 

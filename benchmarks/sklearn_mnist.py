@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sklearn_digits import compare, report  # benchmarks/sklearn_digits.py, beside this file
 
-from handprop.datasets import load_mnist
+from handprop.data.datasets import load_mnist
 
 
 def main() -> None:

@@ -35,8 +35,8 @@ import numpy as np
 
 import handprop
 from handprop import MLP
-from handprop.datasets import load_mnist
-from handprop.training import fit
+from handprop.data.datasets import load_mnist
+from handprop.train.training import fit
 
 TARGET = 0.98
 RECIPE = {"d_h": 256, "batch_size": 100, "lr": 0.2, "momentum": 0.9, "schedule": "cosine",

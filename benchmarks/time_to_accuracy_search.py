@@ -14,8 +14,8 @@ from __future__ import annotations
 import itertools
 
 from handprop import MLP
-from handprop.datasets import load_mnist
-from handprop.training import fit
+from handprop.data.datasets import load_mnist
+from handprop.train.training import fit
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ def rng():
 @pytest.fixture(scope="session")
 def mnist():
     """The three MNIST splits, loaded once."""
-    from handprop.datasets import load_mnist
+    from handprop.data.datasets import load_mnist
 
     return load_mnist()
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from handprop import activations as act
+from handprop.core import activations as act
 
 NAMES = sorted(act.ACTIVATIONS)
 WIDE = np.linspace(-30, 30, 2001)

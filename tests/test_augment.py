@@ -5,7 +5,7 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import ndimage
 
-from handprop.augment import Augmenter, bilinear
+from handprop.data.augment import Augmenter, bilinear
 
 KINDS = ["shift", "affine", "elastic", "affine,elastic", "shift,affine,elastic"]
 

@@ -36,8 +36,8 @@ def test_gradcheck_exits_1_when_a_tolerance_is_missed():
 @pytest.mark.parametrize("args,message", [
     (["gradcheck", "--k", "0"], "argument --k: expected a positive integer, got '0'"),
     (["gradcheck", "--activation", "swish"], "argument --activation: invalid choice"),
-    (["gradcheck", "--l1", "0.1,x"], "argument --l1: expected one lambda, or one per weight"),
-    (["gradcheck", "--l2=-1,0"], "argument --l2: lambdas must be finite and >= 0"),
+    (["gradcheck", "--l1", "0.1,x"], "argument --l1: l1 must be one lambda, or one per weight"),
+    (["gradcheck", "--l2=-1,0"], "argument --l2: l2 must be a number >= 0, got -1"),
     (["gradcheck", "--m", "1"], "m >= 2"),
     (["gradcheck", "--bogus"], "unrecognized arguments: --bogus"),
     (["nosuch"], "invalid choice: 'nosuch'"),
@@ -129,7 +129,7 @@ def test_train_on_moons_end_to_end(tmp_path):
 
 
 def test_train_on_a_csv_file(tmp_path):
-    from handprop.datasets import make_moons
+    from handprop.data.datasets import make_moons
 
     X, y = make_moons(300, noise=0.1, seed=1)
     path = tmp_path / "mine.csv"
@@ -179,7 +179,8 @@ def test_divergence_exits_1_with_one_line(tmp_path):
     (lambda t: ["train", "--dataset", str(t / "bad.csv")], "line 2, column 1: 'oops'"),
     (lambda t: ["train", "--dataset", "iris"], "unknown dataset 'iris'"),
     (lambda t: ["train", "--out", str(t / "file.txt")], "cannot write to output folder"),
-    (lambda t: ["train", "--momentum", "1.5"], "--momentum: must be in [0, 1)"),
+    (lambda t: ["train", "--momentum", "1.5"], "--momentum: momentum must be a number in "
+                                               "[0, 1), got 1.5"),
     (lambda t: ["curves", str(t / "bad.csv")], "not a handprop log"),
     (lambda t: ["evaluate", str(t / "file.txt")], "not a readable model file"),
     (lambda t: ["predict", str(t / "nope.npz"), str(t / "bad.csv")], "no such model file"),
@@ -248,7 +249,7 @@ def test_gradcheck_of_a_deep_net_of_each_output(output, m):
 def test_lambdas_must_match_the_weight_matrices():
     r = run("gradcheck", "--d-h", "3,2", "--l1", "0.1,0.2")
     assert r.returncode == 2
-    assert ("argument --l1: expected one lambda, or one per weight matrix (3 for this net), "
+    assert ("l1 must be one lambda, or one per weight matrix (3 for this net), "
             "got 2") in r.stderr
     r = run("gradcheck", "--d-h", "3,0")
     assert r.returncode == 2 and "argument --d-h: hidden sizes must be an integer >= 1, got 0" \
@@ -269,7 +270,8 @@ def test_train_a_deep_net_and_resume_it(tmp_path):
     assert net.hidden == (16, 8) and net.output == "softmax"
     assert net.meta["settings"]["penalty"]["l2_W3"] == 0.001 and net.meta["dataset"] == "moons"
     saved = json.loads((out / "run.json").read_text())
-    assert saved["net"] == {"hidden": [16, 8], "activation": "relu", "dtype": "float32"}
+    assert saved["net"] == {"hidden": [16, 8], "activation": "relu", "output": "softmax",
+                            "dtype": "float32"}
     assert saved["settings"]["epochs"] == 3 and saved["dataset"] == "moons"
     r = run("train", "--resume", str(out), "--hidden", "16")
     assert r.returncode == 2 and "--hidden (run 16,8, now 16)" in r.stderr
@@ -303,7 +305,7 @@ def test_a_bug_is_reported_as_a_bug(monkeypatch, capsys, tmp_path):
     def broken(args):
         return {}["missing"]  # a KeyError inside handprop
 
-    monkeypatch.setattr(cli, "cmd_curves", broken)
+    monkeypatch.setattr(cli.curves, "run", broken)  # each command is a module of cli
     assert cli.main(["curves", "log.csv"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
@@ -316,7 +318,7 @@ def test_a_bug_is_reported_as_a_bug(monkeypatch, capsys, tmp_path):
 
         raise InputError("log.csv: not a handprop log")
 
-    monkeypatch.setattr(cli, "cmd_curves", bad_input)
+    monkeypatch.setattr(cli.curves, "run", bad_input)
     assert cli.main(["curves", "log.csv"]) == 2
     assert capsys.readouterr().err == "handprop: error: log.csv: not a handprop log\n"
 
@@ -332,8 +334,9 @@ def test_out_of_memory_hints_name_the_commands_options(monkeypatch, capsys, comm
     def exhausted(*args):
         raise MemoryError("Unable to allocate 9.00 GiB")
 
-    monkeypatch.setattr(cli, {"train": "cmd_train", "evaluate": "cmd_evaluate",
-                              "predict": "cmd_predict"}[command[0]], exhausted)
+    module, name = {"train": (cli.train, "run"), "evaluate": (cli.evaluate, "run_evaluate"),
+                    "predict": (cli.evaluate, "run_predict")}[command[0]]
+    monkeypatch.setattr(module, name, exhausted)
     monkeypatch.delenv("HANDPROP_DEBUG", raising=False)
     assert cli.main(command) == 2
     assert capsys.readouterr().err == (f"handprop: error: out of memory (Unable to allocate "

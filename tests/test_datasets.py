@@ -7,8 +7,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 from conftest import MNIST_DIR
-from handprop import datasets
-from handprop.datasets import (
+from handprop.data import datasets
+from handprop.data.datasets import (
     DataError,
     load_csv,
     load_dataset,

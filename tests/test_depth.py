@@ -9,12 +9,13 @@ import pytest
 from numpy.testing import assert_allclose
 
 from handprop import MLP, ElasticNet, gradcheck
-from handprop import activations as act
-from handprop.network import Cache
+from handprop.core import activations as act
+from handprop.core import outputs as handprop_outputs
+from handprop.core.network import Cache
 from problems import random_targets
 
 ACTS = sorted(act.ACTIVATIONS)
-OUTPUTS = ("softmax", "logistic", "identity", "exp")
+OUTPUTS = tuple(handprop_outputs.OUTPUTS)  # every entry of the table, a new one included
 DATA = Path(__file__).parent / "data"
 
 
@@ -251,7 +252,7 @@ def test_deep_gradients_with_masks_smoothing_and_weights(output, activation):
         "mask_in": (rng.random((K, 5)) >= 0.2) / 0.8,
         "mask_h": [(rng.random((K, h)) >= 0.3) / 0.7 for h in net.hidden],
         "sample_weight": rng.uniform(0.1, 3.0, size=K),
-        "label_smoothing": 0.0 if output in ("identity", "exp") else 0.15,
+        "label_smoothing": 0.15 if handprop_outputs.OUTPUTS[output].smoothing else 0.0,
     }
     pen = _penalty(net.L + 1, "all")
     _, g_m = net.loss_and_grads(X, y, pen, **options)

@@ -23,8 +23,8 @@ import pytest
 
 from handprop import MLP, ElasticNet, fit
 from handprop.backend import namespace, resolve_device, to_numpy
-from handprop.datasets import make_moons
-from handprop.network import backward, data_loss, forward
+from handprop.core.network import backward, data_loss, forward
+from handprop.data.datasets import make_moons
 
 
 def _gpu_available() -> bool:
@@ -232,7 +232,7 @@ def test_resume_on_gpu_continues_the_run(tmp_path):
 
 @needs_gpu
 def test_divergence_on_gpu_restores_the_last_good_epoch():
-    from handprop.training import Diverged
+    from handprop.train.training import Diverged
 
     X, y = _moons()
     net = MLP(2, 32, 2, dtype="float64", seed=0)

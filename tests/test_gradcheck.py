@@ -5,8 +5,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 from handprop import MLP, ElasticNet, gradcheck
-from handprop import activations as act
-from handprop.datasets import make_moons
+from handprop.core import activations as act
+from handprop.data.datasets import make_moons
 
 ACTS = sorted(act.ACTIVATIONS)
 PENALTIES = {

@@ -311,7 +311,7 @@ def test_a_huge_label_is_refused_before_allocating(tmp_path):
 
 
 def test_a_byte_order_mark_is_not_misread(tmp_path):
-    from handprop.datasets import load_csv
+    from handprop.data.datasets import load_csv
 
     with_header = _csv(tmp_path / "h.csv", "\ufefflabel,x1,x2\n" + "".join(
         f"{i % 2},{i}.5,{i % 3}\n" for i in range(20)))
@@ -350,7 +350,7 @@ def test_values_beyond_float32(tmp_path):
 @pytest.mark.parametrize("option", ["--epochs", "--hidden", "--batch-size"])
 def test_huge_integers(tmp_path, option):
     one_line(cli("train", option, str(10**400), "--out", tmp_path / "run"),
-             f"argument {option}: .*{'hidden sizes must' if option == '--hidden' else 'expected'}")
+             f"argument {option}: .*must be an integer >= 1 that fits in 64 bits")
     assert not (tmp_path / "run").exists()
 
 
@@ -422,7 +422,7 @@ def test_two_runs_into_one_folder(tmp_path):
     one_line(second, rf"{out} is in use: another handprop process \(pid {first.pid}\) is "
                      r"writing this run folder")
     assert first.returncode == 130, stderr
-    from handprop.training import History
+    from handprop.train.training import History
 
     epochs = [r.epoch for r in History.read_csv(out / "log.csv")]
     assert epochs == list(range(1, len(epochs) + 1))  # one run's rows, none interleaved
@@ -480,9 +480,9 @@ def test_a_mistyped_data_dir_is_not_created(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["train", "--seed", "-1"], r"argument --seed: expected an integer >= 0, got '-1'"),
+    (["train", "--seed", "-1"], r"argument --seed: seed must be an integer >= 0, got -1"),
     (["gradcheck", "--seed", "-1"], r"argument --seed: expected an integer >= 0"),
-    (["train", "--hidden", "1e20"], r"argument --hidden: hidden sizes must be one or more "
+    (["train", "--hidden", "1e20"], r"argument --hidden: hidden must be one or more "
                                     r"positive integers"),
 ])
 def test_options_that_name_themselves(tmp_path, args, message):

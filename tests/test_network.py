@@ -8,7 +8,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from handprop import MLP, ElasticNet
-from handprop.activations import ACTIVATIONS
+from handprop.core.activations import ACTIVATIONS
 
 ACTS = sorted(ACTIVATIONS)
 PENALTIES = {

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from handprop.optimizers import SGD, Adam, make_optimizer, max_norm_
+from handprop.train.optimizers import SGD, Adam, make_optimizer, max_norm_
 
 
 def test_adam_matches_its_closed_form(rng):

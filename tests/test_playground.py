@@ -10,7 +10,7 @@ pytest.importorskip("flask")
 
 from handprop import MLP  # noqa: E402
 from handprop.playground import LIMITS, PRESETS, Run, create_app, make_data  # noqa: E402
-from handprop.training import evaluate  # noqa: E402
+from handprop.train.training import evaluate  # noqa: E402
 
 
 @pytest.fixture
@@ -122,9 +122,9 @@ def test_exports(client, tmp_path):
     ({"hidden": "8,8,8,8,8"}, "at most 4 layers"),
     ({"hidden": "x"}, "hidden must be one or more positive integers"),
     ({"points": 10**6}, "points must be an integer in"),
-    ({"lr": "fast"}, "lr must be a number, got 'fast'"),
+    ({"lr": "fast"}, "lr must be a number > 0, got 'fast'"),
     ({"dataset": "swirl"}, "dataset must be one of"),
-    ({"l1": "0,0,0"}, "l1 must be one lambda, or one per weight matrix \\(2\\)"),
+    ({"l1": "0,0,0"}, "l1 must be one lambda, or one per weight matrix \\(2 for this net\\)"),
     ({"colour": "red"}, "unknown settings colour"),
 ])
 def test_bad_settings_get_a_message_and_the_server_goes_on(client, settings, message):
@@ -170,11 +170,14 @@ def test_tabs_get_runs_of_their_own_and_memory_stays_bounded(client):
     assert c.post(f"/api/runs/{ids[0]}/step", json={}).status_code == 404
     assert c.post(f"/api/runs/{ids[-1]}/step", json={}).status_code == 200
     # the largest run allowed is small: points and units are bounded
-    big = Run({**{k: v for k, v in PRESETS["weight decay"][0].items()},
-               "dataset": "moons", "points": LIMITS["points"], "noise": 0.2, "valid": 0.3,
-               "hidden": [LIMITS["units"]] * LIMITS["layers"], "activation": "relu",
-               "l1": [0.0] * 5, "l2": [0.0] * 5, "lr": 0.1, "momentum": 0.9, "batch": 20,
-               "patience": 0, "seed": 0})
+    from handprop.playground import parse_settings  # a run's settings come from the table
+
+    big = Run(parse_settings({**{k: v for k, v in PRESETS["weight decay"][0].items()},
+                              "dataset": "moons", "points": LIMITS["points"], "noise": 0.2,
+                              "valid": 0.3, "hidden": [LIMITS["units"]] * LIMITS["layers"],
+                              "activation": "relu", "l1": [0.0] * 5, "l2": [0.0] * 5,
+                              "lr": 0.1, "momentum": 0.9, "batch_size": 20, "patience": 0,
+                              "seed": 0}))
     size = sum(p.nbytes for p in big.net.params.values()) + big.X.nbytes
     assert size < 1 << 20
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from handprop import MLP
-from handprop.datasets import moons_splits
+from handprop.data.datasets import moons_splits
 from handprop.plotting import decision_regions, learning_curves, save_figure
-from handprop.training import EpochRecord, History
+from handprop.train.training import EpochRecord, History
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -7,13 +7,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from handprop import MLP, checkpoint
-from handprop.datasets import moons_splits
-from handprop.training import History, fit
+from handprop import MLP
+from handprop.data.datasets import moons_splits
+from handprop.train import checkpoint
+from handprop.train.training import History, fit
 
 # A run slow enough to be caught mid-epoch (1,600 minibatches of 10 per epoch,
 # about 0.15 s), with Nesterov momentum, a cosine schedule and early
@@ -25,7 +27,7 @@ ARGS = ["train", "--hidden", "64", "--epochs", "6", "--batch-size", "10", "--lr"
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from handprop.datasets import make_moons
+    from handprop.data.datasets import make_moons
 
     path = tmp_path_factory.mktemp("data") / "moons.npz"
     X, y = make_moons(20000, noise=0.2, seed=0)
@@ -280,3 +282,29 @@ def test_a_read_only_output_folder_gives_one_line(tmp_path):
             assert lines[0].startswith(f"handprop: error: cannot write to output folder {out}")
             assert "Traceback" not in r.stderr
         assert list(folder.iterdir()) == []
+
+
+def test_a_checkpoint_written_by_handprop_0_2_resumes_bit_for_bit(tmp_path):
+    # tests/data/checkpoint-0.2: a run stopped by SIGINT in its second epoch,
+    # minibatch 11,284 of 20,000, by handprop 0.2 (make.py there, with
+    # handprop 0.2 on the path): its format counts the epoch's errors where
+    # 0.3 records a tally, and its SGD state has no step count
+    import shutil
+
+    from handprop.data.datasets import make_moons
+
+    folder = tmp_path / "run"
+    shutil.copytree(Path(__file__).parent / "data" / "checkpoint-0.2", folder)
+    X, y = make_moons(20000, noise=0.2, seed=1)
+    valid = make_moons(200, noise=0.2, seed=2)
+    settings = dict(epochs=3, batch_size=1, lr=0.02, momentum=0.9, patience=2, seed=3,
+                    progress=False)
+    resumed = MLP(2, 8, 2, dtype="float64", seed=0)
+    history = fit(resumed, X, y, valid=valid, resume=folder, **settings)
+    straight = MLP(2, 8, 2, dtype="float64", seed=0)
+    expected = fit(straight, X, y, valid=valid, **settings)
+    for k in straight.params:
+        assert np.array_equal(resumed.params[k], straight.params[k]), k
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in expected.to_dicts()]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in history.to_dicts()] == strip
+    assert history.best_epoch == expected.best_epoch

@@ -215,7 +215,7 @@ def test_a_space_file_is_read(tmp_path):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("lr = 0.1\nwidth = 3\n", r"space.toml, line 2: unknown parameter 'width'"),
+    ("lr = 0.1\ncolour = 3\n", r"space.toml, line 2: unknown parameter 'colour'"),
     ("[lr]\nlow = 0.5\nhigh = 0.1\n", r"line 2: lr has an inverted range: low 0.5 > high 0.1"),
     ("[lr]\nlow = 0.01\nhigh = 0.1\nscale = \"cubic\"\n",
      r"line 4: lr.scale must be 'linear' or 'log', got 'cubic'"),
@@ -223,7 +223,7 @@ def test_a_space_file_is_read(tmp_path):
     ("[hidden]\nlow = 4.5\nhigh = 10\n", r"line 1: hidden takes integers"),
     ("[lr]\nlow = 0.1\nhigh = 0.2\nstep = 0.01\n", r"line 4: lr has an unknown key 'step'"),
     ("[lr]\nvalue = 0.1\nchoices = [0.1]\n", "lr needs exactly one of value, choices"),
-    ("epochs = \"ten\"\n", r"line 1: epochs takes numbers"),
+    ("epochs = \"ten\"\n", r"line 1: epochs = .ten.: epochs must be an integer >= 1"),
     ("lr = [\n", "not valid TOML"),
 ])
 def test_bad_space_files_name_the_line(tmp_path, text, message):
@@ -267,3 +267,57 @@ def test_studies_sharing_a_prefix_do_not_share_the_budget_lock(tmp_path, postgre
         assert p.returncode == 0, err
     for name in (a, b):
         assert_exactly(load(postgres_url, name), 3)
+
+
+DEEP = """\
+epochs = 8
+batch_size = 20
+hidden = { choices = ["8", "8,8", "16,8,4"] }
+nesterov = { choices = [false, true] }
+l2_W3 = { low = 1e-5, high = 1e-3, scale = "log", zero = true }
+beta1 = 0.85
+"""
+
+
+def test_a_sweep_searches_depth_per_matrix_lambdas_and_nesterov(tmp_path):
+    # the space's vocabulary is the parameter table's: layer lists, any
+    # matrix's lambda, nesterov, an optimizer's own parameters
+    path = tmp_path / "deep.toml"
+    path.write_text(DEEP)
+    out = tmp_path / "run"
+    r = sweep("--space", str(path), "--trials", "5", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    trials = load(f"sqlite:///{out / 'study.db'}", "handprop-moons").get_trials()
+    assert {t.params["hidden"] for t in trials} <= {"8", "8,8", "16,8,4"}
+    assert "| trial | valid error | epochs | hidden |" in r.stdout.replace(
+        " batch_size |", "").replace(" l2_W3 |", "").replace(" nesterov |", "")
+
+
+def test_depth_and_width_as_two_ranges():
+    from handprop.sweep import trial_values
+
+    space = Space.from_toml  # the names are checked by the table
+    net, _ = trial_values({"depth": 3, "width": 64})
+    assert net["hidden"] == (64, 64, 64) and space
+
+
+@pytest.mark.parametrize("text,message", [
+    ("lr = -1", r"lr = -1: lr must be a number > 0, got -1"),
+    ("hidden = 0", "hidden = 0: hidden must be an integer >= 1"),
+    ("momentum = 1.5", r"momentum must be a number in \[0, 1\)"),
+    ('activation = "nope"', "activation must be one of"),
+    ('hidden = { choices = ["8", "8,x"] }', "hidden must be one or more positive integers"),
+    ("depth = 2", "depth and width go together"),
+    ("a = [[[[" * 30, "nested more than 64 deep"),
+    ("lr = 1" + "0" * 5000, "more than 100 digits"),
+])
+def test_a_bad_space_is_refused_before_any_study_is_made(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text + "\n")
+    out = tmp_path / "run"
+    r = sweep("--space", str(path), "--out", str(out))
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+    import re
+
+    assert re.search(message, r.stderr), r.stderr
+    assert not (out / "study.db").exists()  # no study was made: a rerun is not "exists"

@@ -7,10 +7,10 @@ import pytest
 from numpy.testing import assert_allclose
 
 from handprop import MLP, ElasticNet
-from handprop.datasets import moons_splits
-from handprop.optimizers import SGD
-from handprop.schedules import Constant, Cosine, Plateau, Step, make_schedule
-from handprop.training import COLUMNS, Diverged, History, evaluate, fit
+from handprop.data.datasets import moons_splits
+from handprop.train.optimizers import SGD
+from handprop.train.schedules import Constant, Cosine, Plateau, Step, make_schedule
+from handprop.train.training import COLUMNS, Diverged, History, evaluate, fit
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_divergence_stops_with_a_message_and_finite_parameters(moons):
     ({"learning_rate": 0.1}, "unknown run setting learning_rate; the settings are epochs, "),
     ({"lr": float("nan")}, "lr must be a number"),
     ({"momentum": 1.0}, "momentum must be a number in \\[0, 1\\)"),
-    ({"nesterov": True}, "nesterov=True needs a momentum > 0"),
+    ({"nesterov": True, "momentum": 0.0}, "nesterov=True needs a momentum > 0"),
     ({"schedule": "warm"}, "schedule must be one of 'constant', 'step', 'cosine', 'plateau'"),
     ({"penalty": 0.1}, "penalty must be an ElasticNet"),
     ({"valid": ([[1.0, 2.0]], [5])}, r"y must hold classes in \[0, 2\)"),
@@ -273,7 +273,7 @@ def test_resume_is_identical_with_every_option(small_mnist, tmp_path, kwargs):
     import os
     import signal
 
-    from handprop import checkpoint
+    from handprop.train import checkpoint
 
     train, valid = small_mnist
     args = dict(valid=valid, epochs=4, batch_size=50, progress=False, **kwargs)
@@ -336,11 +336,18 @@ def test_regression_early_stopping_watches_the_validation_loss():
     history = fit(net, X[:200], Y[:200], valid=(X[200:], Y[200:]), epochs=200, lr=0.05,
                   momentum=0.9, batch_size=20, patience=5, progress=False)
     losses = history.column("valid_loss")
-    assert np.all(np.isnan(history.column("train_error")))
-    assert np.all(np.isnan(history.column("valid_error")))
+    # a regression pair's measure is R^2 (it was NaN, an error rate, before
+    # each face carried regression): valid's is scikit-learn's r2_score
+    assert history.measure == "r2" and history.columns[1] == "train_r2"
+    assert np.array_equal(history.column("valid_r2"), history.column("valid_error"))
+    best = history[history.best_epoch - 1]
+    from sklearn.metrics import r2_score
+
+    assert best.valid_error == pytest.approx(r2_score(Y[200:], net.predict(X[200:])), rel=1e-9)
+    assert history.column("train_r2")[-1] > 0.9 > history.column("train_r2")[0]
     assert history.best_epoch == int(np.argmin(losses)) + 1
     assert "no better validation loss" in history.stop_reason
     assert losses.min() < 0.1 < losses[0]  # it learned
-    from handprop.training import evaluate
+    from handprop.train.training import evaluate
 
     assert evaluate(net, X[200:], Y[200:])[1] == pytest.approx(losses.min(), rel=1e-12)

@@ -1,11 +1,11 @@
 """handprop: multilayer perceptrons with hand-derived gradients in NumPy."""
 
 from ._version import __version__
-from .gradcheck import GradcheckReport, gradcheck
-from .network import MLP
-from .penalty import ElasticNet
-from .settings import RunSettings
-from .training import fit
+from .core.gradcheck import GradcheckReport, gradcheck
+from .core.network import MLP
+from .core.penalty import ElasticNet
+from .train.settings import RunSettings
+from .train.training import fit
 
 __all__ = ["MLP", "MLPClassifier", "MLPRegressor", "ElasticNet", "GradcheckReport",
            "RunSettings", "fit", "gradcheck", "__version__"]

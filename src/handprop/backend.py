@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import InputError, InputTypeError
 
-__all__ = ["namespace", "check_device", "resolve_device", "to_numpy", "DEVICES"]
+__all__ = ["namespace", "check_device", "resolve_device", "to_numpy", "DeviceCopy", "DEVICES"]
 
 DEVICES = ('"cpu"', '"cuda"', '"cuda:N"')
 _CUDA = re.compile(r"cuda(?::(\d+))?")
@@ -102,3 +102,48 @@ def resolve_device(device: str) -> ModuleType:
 def to_numpy(a) -> np.ndarray:
     """``a`` as a NumPy array: copied from the GPU if it is a CuPy array."""
     return a.get() if namespace(a) is not np else np.asarray(a)
+
+
+class DeviceCopy:
+    """A net's parameters where they train, and the copies to and from there.
+
+    On the CPU, ``params`` are the net's own NumPy arrays and every copy is a
+    no-op; on a GPU they are CuPy copies, made once. The epoch runner of
+    ``fit`` and the scikit-learn estimators both train through one.
+
+    Parameters
+    ----------
+    host : the net's parameter arrays (NumPy), by name
+    xp : NumPy, or CuPy for a GPU
+    """
+
+    def __init__(self, host: dict[str, np.ndarray], xp=np) -> None:
+        self.host, self.xp = host, xp
+        self.on_gpu = xp is not np
+        self.params = {k: xp.asarray(v) for k, v in host.items()} if self.on_gpu else host
+
+    def put(self, a):
+        """``a`` (an array, or None) where the parameters are."""
+        return a if (a is None or not self.on_gpu) else self.xp.asarray(a)
+
+    def to_host(self) -> None:
+        """Copy the parameters back into the host arrays (a GPU run)."""
+        if self.on_gpu:
+            for k, v in self.params.items():
+                self.host[k][...] = to_numpy(v)
+
+    def load(self, source: dict) -> None:
+        """Copy ``source``'s arrays into the parameters, and the host's."""
+        for k, v in source.items():
+            self.params[k][...] = self.put(v) if self.on_gpu else v
+        self.to_host()
+
+    def adopt(self, optimizer) -> None:
+        """Move an optimizer's state to where the parameters are."""
+        if self.on_gpu:
+            optimizer.map_state(self.xp.asarray)
+
+    def release(self, optimizer) -> None:
+        """Move an optimizer's state back to the CPU."""
+        if self.on_gpu:
+            optimizer.map_state(to_numpy)

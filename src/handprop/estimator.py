@@ -16,9 +16,9 @@ scikit-learn's own test file passes against these classes
 (``tests/test_sklearn_suite.py``).
 
 The math is handprop's: sgd and adam train through the training step of
-:mod:`handprop.step`, the one that ``fit`` uses and that the tests pin to
+:mod:`handprop.train.step`, the one that ``fit`` uses and that the tests pin to
 the proven gradients, and lbfgs minimizes that step's
-:meth:`~handprop.step.Step.objective`. scikit-learn's ``alpha`` is an L2
+:meth:`~handprop.train.step.Step.objective`. scikit-learn's ``alpha`` is an L2
 penalty of ``0.5 * alpha * ||W||^2 / n`` on each minibatch of n examples
 (the sum of their sample weights): the step's ``decay``.
 
@@ -63,23 +63,20 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("handprop.MLPClassifier and MLPRegressor need scikit-learn >= 1.6: "
                       "pip install 'handprop[sklearn]'") from exc
 
-from . import activations as act
 from . import validate
-from .backend import check_device, resolve_device, to_numpy
+from .backend import DeviceCopy, check_device, resolve_device
+from .core import activations as act
+from .core.network import MLP, data_loss, forward
+from .core.outputs import by_sklearn_name
+from .core.penalty import ElasticNet
 from .errors import InputError, InputTypeError
-from .network import MLP, data_loss, forward
-from .optimizers import SGD, Adam
-from .penalty import ElasticNet
-from .step import Step, _is_sparse
-from .training import EpochRecord, History
+from .train.history import EpochRecord, History
+from .train.optimizers import SGD, Adam
+from .train.parameters import PARAMETERS
+from .train.step import Step, _is_sparse
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-#: scikit-learn's activation names -> handprop's
-_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
-#: handprop's output of scikit-learn's out_activation_
-_OUTPUTS = {"softmax": "softmax", "logistic": "logistic", "identity": "identity",
-            "exp": "exp"}
 
 
 def _one_thread_for_other_blas():
@@ -162,8 +159,7 @@ class _BaseMLP(BaseEstimator):
                             low_open=low_open, high_open=high_open)
 
         sizes = self._sizes()
-        known = sorted(set(_ACTIVATIONS) | {"softplus", "abs", "sign"})
-        validate.choice("activation", self.activation, known)
+        validate.choice("activation", self.activation, act.sklearn_names())
         validate.choice("solver", self.solver, ("sgd", "adam", "lbfgs"))
         validate.choice("learning_rate", self.learning_rate,
                         ("constant", "invscaling", "adaptive"))
@@ -191,7 +187,7 @@ class _BaseMLP(BaseEstimator):
         if not isinstance(self.verbose, (bool, np.bool_)):
             number("verbose", 0, integer=True)
         self._elastic_net(len(sizes) + 1)
-        rates = validate.dropout_rates(self.dropout)
+        rates = PARAMETERS["dropout"].check(self.dropout)
         if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
             raise InputError(f"dtype must be None (that of X), 'float32' or 'float64', got "
                              f"{self.dtype!r}")
@@ -207,17 +203,10 @@ class _BaseMLP(BaseEstimator):
         return validate.hidden_sizes(self.hidden_layer_sizes, "hidden_layer_sizes")
 
     def _elastic_net(self, n_weights: int) -> ElasticNet:
-        """handprop's own lambdas, l1 and l2, as a penalty on n_weights matrices."""
-        lambdas = {}
-        for name in ("l1", "l2"):
-            value = getattr(self, name)
-            values = [value] * n_weights if not isinstance(value, (tuple, list)) else value
-            if len(values) != n_weights:
-                raise InputError(f"{name} must be a number, or one lambda per weight matrix "
-                                 f"({n_weights} for hidden_layer_sizes="
-                                 f"{self.hidden_layer_sizes!r}), got {value!r}")
-            lambdas[name] = [validate.number(name, v, low=0) for v in values]
-        return ElasticNet.per_matrix(lambdas["l1"], lambdas["l2"])
+        """handprop's own lambdas, l1 and l2, as a penalty on n_weights
+        matrices: checked by the parameter table, as every face's."""
+        return ElasticNet.per_matrix(PARAMETERS["l1"].check(self.l1, n_weights=n_weights),
+                                     PARAMETERS["l2"].check(self.l2, n_weights=n_weights))
 
     def _input_dtype(self, X) -> np.dtype:
         """float32 stays float32, anything else becomes float64, unless ``dtype``
@@ -317,9 +306,8 @@ class _BaseMLP(BaseEstimator):
         self.n_outputs_ = Y.shape[1]
         self.n_layers_ = len(sizes)
         self.out_activation_ = self._out_activation()
-        activation = _ACTIVATIONS.get(self.activation, self.activation)
-        net = MLP(d, sizes[1:-1], sizes[-1], activation=activation,
-                  output=_OUTPUTS[self.out_activation_], dtype=dtype, seed=0)
+        net = MLP(d, sizes[1:-1], sizes[-1], activation=act.resolve(self.activation),
+                  output=by_sklearn_name(self.out_activation_).name, dtype=dtype, seed=0)
         factor = 2.0 if self.activation == "logistic" else 6.0
         params = {}
         for l in range(1, len(sizes)):
@@ -350,15 +338,15 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_ = None
 
     def _targets(self, Y):
-        """What the net trains on: class indices for softmax, Y itself otherwise."""
-        if self._net.output == "softmax":
+        """What the net trains on: class indices (softmax), Y itself otherwise."""
+        if self._net.pair.class_indices:
             return np.asarray(Y).argmax(axis=1).astype(np.int64)
         return np.asarray(Y, dtype=self._net.dtype)
 
     def _reported(self, data_loss_: float) -> float:
         """The data loss as scikit-learn reports it (its squared error is
         averaged over the outputs as well)."""
-        if self._net.output == "identity":
+        if self._net.pair.sklearn_loss_per_output:
             return data_loss_ / self.n_outputs_
         return data_loss_
 
@@ -367,7 +355,7 @@ class _BaseMLP(BaseEstimator):
         net = self._net
         return Step(net, params, X, T, optimizer=self._optimizer.update, batch_size=K,
                     penalty=self._elastic_net(net.L + 1), decay=0.5 * self.alpha,
-                    dropout=validate.dropout_rates(self.dropout), sample_weight=sw,
+                    dropout=PARAMETERS["dropout"].check(self.dropout), sample_weight=sw,
                     rng=self._rng, track_penalty=True, stop_on_nonfinite=False)
 
     def _fit_stochastic(self, X, Y, sw, incremental: bool) -> None:
@@ -399,33 +387,27 @@ class _BaseMLP(BaseEstimator):
                               "going to be clipped", stacklevel=4)
             K = int(np.clip(self.batch_size, 1, n))
         net = self._net
-        xp = resolve_device(self.device)
-        T = self._targets(Y)
-        sw = None if sw is None else sw.astype(net.dtype)
-        if xp is np:
-            params = net.params
-        else:  # copied to the GPU once; the net's arrays receive the parameters after each epoch
-            params = {k: xp.asarray(v) for k, v in net.params.items()}
-            X = X if _is_sparse(X) else xp.asarray(X)
-            T = xp.asarray(T)
-            sw = None if sw is None else xp.asarray(sw)
-            self._optimizer.update.map_state(xp.asarray)
-        step = self._step(params, X, T, sw, K)
+        device = DeviceCopy(net.params, resolve_device(self.device))
+        T = device.put(self._targets(Y))
+        sw = device.put(None if sw is None else sw.astype(net.dtype))
+        X = X if _is_sparse(X) else device.put(X)
+        device.adopt(self._optimizer.update)
+        step = self._step(device.params, X, T, sw, K)
         bar = tqdm(total=(1 if incremental else self.max_iter) * step.n_batches,
                    disable=None if self.verbose else True, unit="batch", leave=False)
         try:
             with bar, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                self._epochs(step, X_val, y_val, sw_val, bar, incremental)
+                self._epochs(step, device, X_val, y_val, sw_val, bar, incremental)
         finally:  # the fitted estimator holds NumPy arrays only
-            self._optimizer.update.map_state(to_numpy)
+            device.release(self._optimizer.update)
         if self.early_stopping:
             net.params = self._best_params
 
-    def _epochs(self, step: Step, X_val, y_val, sw_val, bar, incremental: bool) -> None:
+    def _epochs(self, step: Step, device: DeviceCopy, X_val, y_val, sw_val, bar,
+                incremental: bool) -> None:
         """scikit-learn's epochs (``_fit_stochastic``), each through the step."""
         net = self._net
         n = step.X.shape[0]
-        on_gpu = step.xp is not np
         sample_idx = np.arange(n, dtype=int)
         self._last_good = {k: v.copy() for k, v in net.params.items()}
         self.n_iter_ = 0
@@ -436,9 +418,7 @@ class _BaseMLP(BaseEstimator):
             step.start_epoch(self.n_iter_ + 1, sample_idx)
             totals = step.train_epoch(lambda b: self._optimizer.learning_rate,
                                       after_batch=lambda b: bar.update())
-            if on_gpu:
-                for k, v in step.params.items():  # back from the GPU
-                    net.params[k][...] = to_numpy(v)
+            device.to_host()
             self.n_iter_ += 1
             self.loss_ = (self._reported(totals.loss_sum) + totals.penalty_sum) / n
             if math.isfinite(self.loss_) and all(np.all(np.isfinite(p))
@@ -451,9 +431,9 @@ class _BaseMLP(BaseEstimator):
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
             valid_error, valid_loss = self._update_no_improvement_count(X_val, y_val, sw_val)
             self.history_.append(EpochRecord(
-                self.n_iter_, totals.wrong / n if net.output in ("softmax", "logistic")
-                else math.nan, totals.loss_sum / n, valid_error, valid_loss, math.nan,
-                math.nan, self._optimizer.learning_rate, time.perf_counter() - start))
+                self.n_iter_, totals.measure(net.pair, n), totals.loss_sum / n, valid_error,
+                valid_loss, math.nan, math.nan, self._optimizer.learning_rate,
+                time.perf_counter() - start))
             self._optimizer.iteration_ends(self.t_)
             if self._no_improvement_count > self.n_iter_no_change:
                 what = "Validation score" if self.early_stopping else "Training loss"
@@ -575,10 +555,8 @@ class _BaseMLP(BaseEstimator):
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
                               dtype=(np.float64, np.float32))
         o_a = self._logits(X)
-        out = self._net.output
         with np.errstate(over="ignore"):
-            o_s = {"softmax": act.softmax, "logistic": act.sigmoid, "identity": lambda a: a,
-                   "exp": np.exp}[out](o_a)
+            o_s = self._net.pair.f(o_a)
         return o_s.astype(self._net.dtype, copy=False)
 
     def _score_logits(self, o_a, y, sample_weight) -> float:
@@ -645,7 +623,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         The validation loss after each epoch, when ``early_stopping``.
     W1_, b1_, W2_, b2_ : the first two layers in the derivation's layout;
         ``net_`` is the whole :class:`handprop.MLP`
-    history_ : handprop.training.History, one record per epoch; its
+    history_ : handprop.train.training.History, one record per epoch; its
         ``train_loss`` is handprop's: the data loss alone, as in ``fit``
 
     Examples
@@ -768,10 +746,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _labels(self, o_a) -> np.ndarray:
         """The labels for logits o_a (n, m), by scikit-learn's label binarizer."""
-        if self._net.output == "softmax":
-            scores = o_a
-        else:
-            scores = (o_a > 0).astype(float)  # the unit's probability is > 1/2
+        scores = self._net.pair.decision(o_a)  # logistic: 1 where o_s > 1/2
         if self.n_outputs_ == 1:
             scores = scores.ravel()
         return self._label_binarizer.inverse_transform(scores)
@@ -817,7 +792,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def predict_log_proba(self, X) -> np.ndarray:
         """``log(predict_proba(X))``, as scikit-learn defines it: a probability
         that rounded to 0 gives -inf, and two that rounded to 1 stay tied (the
-        net's own loss never takes such a log: see :func:`handprop.network.row_losses`)."""
+        net's own loss never takes such a log: see :mod:`handprop.core.outputs`)."""
         proba = self.predict_proba(X)
         with np.errstate(divide="ignore"):
             return np.log(proba, out=proba)
@@ -941,7 +916,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _score_logits(self, o_a, y, sample_weight) -> float:
         with np.errstate(over="ignore", invalid="ignore"):
-            y_pred = np.exp(o_a) if self._net.output == "exp" else o_a
+            y_pred = self._net.pair.f(o_a)
         if not np.all(np.isfinite(y_pred)):
             return np.nan
         if y_pred.shape[1] == 1:
@@ -966,3 +941,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if y_pred.shape[1] == 1:
             return y_pred.ravel()
         return y_pred
+
+
+# skl2onnx converts handprop's estimators as scikit-learn's, with only the
+# import changed: they are registered when skl2onnx is imported, or now if
+# it already is (handprop.onnx; this imports nothing of skl2onnx).
+from . import onnx as _onnx  # noqa: E402
+
+_onnx.register_on_import()

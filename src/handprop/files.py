@@ -31,7 +31,8 @@ from typing import IO, BinaryIO
 from .errors import InputError
 
 __all__ = ["atomic_write", "write_bytes", "write_text", "open_regular", "read_text",
-           "read_archive", "write_archive", "lock_folder", "remove_stale_temporaries"]
+           "read_archive", "write_archive", "lock_folder", "remove_stale_temporaries",
+           "parse_json", "read_toml", "check_structure"]
 
 
 def _kind_of(mode: int) -> str:
@@ -428,9 +429,10 @@ def _read_zip(zf, path, what, kind, version, expect, json, meta_only):
     if text.dtype.kind != "U" or text.shape != ():
         raise InputError(f"{path}: bad {what} metadata: not a JSON text")
     try:
-        meta = json.loads(str(text))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: bad {what} metadata ({exc})") from None
+        meta = parse_json(str(text), f"{path}: its metadata")
+    except InputError as exc:
+        raise InputError(f"{path}: bad {what} metadata ({str(exc).split(': ', 2)[-1]})") \
+            from None
     if not isinstance(meta, dict) or meta.get("format") != kind:
         raise InputError(f"{path}: not a handprop {what} file")
     versions = version if isinstance(version, tuple) else (version,)
@@ -461,3 +463,92 @@ def _read_zip(zf, path, what, kind, version, expect, json, meta_only):
             raise InputError(f"{path}: {name} does not match its recorded sha256; the file was "
                              f"modified or damaged")
     return arrays, meta
+
+
+# --------------------------------------------------------------------------
+# JSON and TOML with limits
+# --------------------------------------------------------------------------
+
+#: The deepest nesting of arrays and objects a handprop JSON or TOML file has
+#: any use for; Python's parsers recurse, and a deeper text would exhaust the
+#: stack (a RecursionError) instead of being refused.
+MAX_NESTING = 64
+#: The most digits of an integer: Python refuses to convert more than 4,300
+#: (a ValueError deep in the parser); no setting needs more than a few.
+MAX_DIGITS = 100
+
+
+def check_structure(text: str, where: str, *, toml: bool = False) -> None:
+    """Refuse a JSON or TOML text nested deeper than :data:`MAX_NESTING` or
+    holding a number of more than :data:`MAX_DIGITS` digits, before it is
+    parsed (an InputError that says where). Strings are skipped: what they
+    hold is text."""
+    depth = top = digits = 0
+    quote = None
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if quote is not None:
+            if c == "\\" and quote == '"':
+                i += 2
+                continue
+            if c == quote:
+                quote = None
+            i += 1
+            continue
+        if c in "\"'" and (c == '"' or toml):
+            quote = c
+        elif c in "[{":
+            depth += 1
+            top = max(top, depth)
+            if top > MAX_NESTING:
+                raise InputError(f"{where}: nested more than {MAX_NESTING} deep: not a file "
+                                 f"handprop writes")
+        elif c in "]}":
+            depth -= 1
+        elif toml and c == "#":  # a comment runs to the end of the line
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if c.isdigit():
+            digits += 1
+            if digits > MAX_DIGITS:
+                raise InputError(f"{where}: a number of more than {MAX_DIGITS} digits: not a "
+                                 f"value handprop takes")
+        elif c not in "_":
+            digits = 0
+        i += 1
+
+
+def parse_json(text: str, where: str):
+    """``json.loads`` of a text checked by :func:`check_structure` first; an
+    InputError names ``where`` and the problem. NaN and infinities (which
+    JSON does not have) are refused too."""
+    import json
+
+    check_structure(text, where)
+
+    def constant(name):
+        raise InputError(f"{where}: {name} is not a JSON number")
+
+    try:
+        return json.loads(text, parse_constant=constant)
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{where}: not valid JSON ({exc})"[:300]) from None
+
+
+def read_toml(text: str, where) -> dict:
+    """A TOML text as a dict, checked by :func:`check_structure` first; an
+    InputError names ``where`` and the problem."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    check_structure(text, str(where), toml=True)
+    try:
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError) as exc:
+        raise InputError(f"{where}: not valid TOML: {exc}"[:300]) from None

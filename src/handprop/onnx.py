@@ -4,8 +4,10 @@
 :class:`handprop.MLPRegressor` convert as scikit-learn's MLPs do: they expose
 the same fitted attributes (``coefs_``, ``intercepts_``, ``n_layers_``,
 ``activation``, ``out_activation_``, ``classes_`` and the label binarizer),
-so skl2onnx's own MLP converters build the graph. After it,
-``skl2onnx.to_onnx(estimator, X)`` works as for scikit-learn's.
+so skl2onnx's own MLP converters build the graph. It is called for you:
+once handprop's estimators are imported, importing skl2onnx registers them
+(:func:`register_on_import`), so ``skl2onnx.to_onnx(estimator, X)`` works
+as for scikit-learn's, with only the import changed.
 
 :func:`export` writes a model file of ``handprop train`` (a
 :class:`handprop.MLP`) as ONNX, through the same converters: ``handprop
@@ -27,10 +29,8 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["register", "to_onnx", "export"]
+__all__ = ["register", "register_on_import", "to_onnx", "export"]
 
-_SKLEARN_ACTIVATION = {"relu": "relu", "sigmoid": "logistic", "tanh": "tanh",
-                       "identity": "identity"}
 _registered = False
 
 
@@ -71,12 +71,19 @@ def register() -> None:
 
 
 def _check_convertible(activation: str, out_activation: str) -> None:
-    if activation not in ("relu", "logistic", "tanh", "identity"):
-        raise InputError(f"ONNX export supports the activations relu, logistic, tanh and "
-                         f"identity (those of scikit-learn's MLPs), not {activation!r}")
-    if out_activation == "exp":
-        raise InputError("ONNX export does not support exp (Poisson) outputs: skl2onnx's MLP "
-                         "converter has none")
+    from .core.activations import SKLEARN_NAMES
+    from .core.outputs import OUTPUTS, by_sklearn_name
+
+    if activation not in SKLEARN_NAMES.values():
+        raise InputError(f"ONNX export supports the activations "
+                         f"{', '.join(SKLEARN_NAMES.values())} (those of scikit-learn's MLPs), "
+                         f"not {activation!r}")
+    pair = by_sklearn_name(out_activation)
+    if not pair.onnx:
+        can = [p.name for p in OUTPUTS.values() if p.onnx]
+        raise InputError(f"ONNX export does not support {pair.name} ({pair.kind}) outputs: "
+                         f"skl2onnx's MLP converter has none; it writes "
+                         f"{', '.join(can)} outputs")
 
 
 def to_onnx(estimator, X=None, **kwargs):
@@ -104,33 +111,35 @@ def _estimator_of(net):
     0 .. m - 1 for softmax and logistic outputs, a regressor for identity."""
     from sklearn.preprocessing import LabelBinarizer
 
+    from .core.activations import SKLEARN_NAMES
+    from .core.network import MLP
+    from .core.outputs import by_sklearn_name
     from .estimator import MLPClassifier, MLPRegressor
-    from .network import MLP
 
-    activation = _SKLEARN_ACTIVATION.get(net.activation, net.activation)
-    if net.output == "softmax" and net.m == 2:
+    pair = net.pair
+    if pair.as_one_unit is not None and pair.binary(net.m):
         # skl2onnx's converter gives two classes one logistic unit, as
-        # scikit-learn does: softmax(a0, a1)[1] = sigmoid(a1 - a0), so the
-        # unit's weights are the difference of the two outputs' rows
+        # scikit-learn does; the pair says which unit is the same function
         last = net.L + 1
-        one = MLP(net.d, net.hidden, 1, activation=net.activation, output="logistic",
-                  dtype=net.dtype, seed=0)
-        W, b = net.params[f"W{last}"], net.params[f"b{last}"]
-        one.params = {**net.params, f"W{last}": W[1:] - W[:1], f"b{last}": b[1:] - b[:1]}
+        W, b = pair.as_one_unit(net.params[f"W{last}"], net.params[f"b{last}"])
+        one = MLP(net.d, net.hidden, 1, activation=net.activation,
+                  output=by_sklearn_name("logistic").name, dtype=net.dtype, seed=0)
+        one.params = {**net.params, f"W{last}": W, f"b{last}": b}
         net = one
-    out = {"softmax": "softmax", "logistic": "logistic", "identity": "identity",
-           "exp": "exp"}[net.output]
+    activation = SKLEARN_NAMES.get(net.activation, net.activation)
+    out = net.pair.sklearn
     _check_convertible(activation, out)
-    if net.output == "identity":
+    if net.pair.sklearn_kind == "regressor":
         est = MLPRegressor(hidden_layer_sizes=net.hidden, activation=activation)
     else:
         est = MLPClassifier(hidden_layer_sizes=net.hidden, activation=activation)
-        labels = np.arange(2 if net.output == "logistic" and net.m == 1 else net.m)
         binarizer = LabelBinarizer()
-        if net.output == "logistic" and net.m > 1:  # multilabel
+        if net.pair.binary(net.m):  # one unit, two classes
+            binarizer.fit(np.arange(2))
+        elif net.pair.class_indices:
+            binarizer.fit(np.arange(net.m))
+        else:  # independent labels: multilabel
             binarizer.fit(np.eye(net.m, dtype=int))
-        else:
-            binarizer.fit(labels)
         est._label_binarizer = binarizer
         est.classes_ = binarizer.classes_
     est._net = net
@@ -144,8 +153,8 @@ def _estimator_of(net):
 def export(model_path: str | os.PathLike, onnx_path: str | os.PathLike) -> str:
     """Write the net of a model file as an ONNX graph, atomically; returns a
     one-line description."""
+    from .core.network import MLP
     from .files import write_bytes
-    from .network import MLP
 
     net = MLP.load(model_path)
     est = _estimator_of(net)
@@ -153,3 +162,62 @@ def export(model_path: str | os.PathLike, onnx_path: str | os.PathLike) -> str:
     write_bytes(onnx_path, graph.SerializeToString())
     return (f"{net} -> {onnx_path}: input X (n, {net.d}) {net.dtype.name}; outputs "
             f"{', '.join(o.name for o in graph.graph.output)}")
+
+
+# --------------------------------------------------------------------------
+# skl2onnx.to_onnx(estimator, X) with only the import changed
+# --------------------------------------------------------------------------
+
+
+class _RegisterOnImport:
+    """A one-shot import hook: when skl2onnx is imported (after handprop's
+    estimators were), handprop's converters are registered as soon as its
+    import is done, so that ``skl2onnx.to_onnx(handprop.MLPClassifier(...),
+    X)`` works as it does for scikit-learn's MLPs, with no call to
+    :func:`register`. Nothing of skl2onnx is imported until then: ``import
+    handprop`` stays as fast as before."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "skl2onnx":
+            return None
+        import importlib.util
+
+        _remove_hook()
+        spec = importlib.util.find_spec(name)  # the other finders, this one gone
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            try:
+                register()
+            except Exception as exc:  # never break skl2onnx's own import
+                import warnings
+
+                warnings.warn(f"handprop could not register its estimators with skl2onnx "
+                              f"({exc}); call handprop.onnx.register()", stacklevel=2)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _remove_hook() -> None:
+    import sys
+
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _RegisterOnImport)]
+
+
+def register_on_import() -> None:
+    """Register handprop's estimators with skl2onnx now if skl2onnx is
+    imported, else as soon as it is (see :class:`_RegisterOnImport`)."""
+    import sys
+
+    if "skl2onnx" in sys.modules:
+        try:
+            register()
+        except ImportError:
+            pass
+        return
+    if not any(isinstance(f, _RegisterOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterOnImport())

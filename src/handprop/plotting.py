@@ -19,13 +19,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
+from .core.network import MLP
 from .errors import InputError
 from .files import atomic_write, write_bytes
-from .network import MLP
-from .training import History
+from .train.history import History
 
-__all__ = ["check_animation_path", "decision_regions", "distortions", "learning_curves",
-           "regions_animation", "save_figure"]
+__all__ = ["check_animation_path", "check_figure_path", "decision_regions", "distortions",
+           "learning_curves", "regions_animation", "save_figure"]
 
 # Light fills for the regions, strong colours for the points, one per class.
 _REGION_COLOURS = ["#a6cee3", "#fdbf6f", "#b2df8a", "#fb9a99", "#cab2d6", "#ffff99"]
@@ -33,9 +33,24 @@ _POINT_COLOURS = ["#1f78b4", "#ff7f00", "#33a02c", "#e31a1c", "#6a3d9a", "#b1592
 _SET_COLOURS = {"train": "#1f77b4", "valid": "#ff7f0e", "test": "#2ca02c"}
 
 
+def check_figure_path(path: str | os.PathLike) -> str:
+    """The format of a figure's file from its suffix (png, pdf, svg, ...), or
+    an error: checked before the work of drawing it (its folder must exist
+    too)."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if fmt not in formats:
+        raise InputError(f"cannot write a figure as {path.name}: the formats are "
+                         f"{', '.join(sorted(formats))}")
+    if not path.parent.is_dir():
+        raise OSError(f"cannot write {path}: folder {path.parent} does not exist")
+    return fmt
+
+
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
     """Render ``fig`` in the format its suffix names and write it atomically."""
-    fmt = os.path.splitext(str(path))[1].lstrip(".").lower() or "png"
+    fmt = check_figure_path(path)
     buffer = io.BytesIO()
     FigureCanvasAgg(fig)
     fig.savefig(buffer, format=fmt, dpi=dpi)
@@ -115,6 +130,12 @@ def check_animation_path(path: str | os.PathLike) -> str:
         raise InputError(f"an animation is written as .gif or .mp4, got {path.name}")
     if not path.parent.is_dir():
         raise OSError(f"cannot write {path}: folder {path.parent} does not exist")
+    if suffix == ".mp4":
+        from matplotlib.animation import writers
+
+        if not writers.is_available("ffmpeg"):
+            raise InputError(f"cannot write {path.name}: an .mp4 needs ffmpeg, which is not "
+                             f"installed; write a .gif instead")
     return suffix
 
 
@@ -149,21 +170,24 @@ def regions_animation(frames: Sequence[Sequence[tuple[MLP, str]]], X: np.ndarray
 
 
 def learning_curves(history: History, *, title: str | None = None) -> Figure:
-    """Two panels over the epochs: error rate and average loss, with train,
-    valid and test in the colours named by the legend (sets that were not
-    given are left out).
+    """Two panels over the epochs: the measure (error rate, or R^2 for
+    regression: ``history.measure``) and the average loss, with train, valid
+    and test in the colours named by the legend (sets that were not given
+    are left out).
     """
     if len(history) == 0:
         raise InputError("the history is empty: no epoch to plot")
     epochs = history.column("epoch")
     fig = Figure(figsize=(10, 4), layout="constrained")
-    for i, (what, label) in enumerate((("error", "error rate (%)"), ("loss", "average loss"))):
+    percent = history.measure == "error"
+    measure = "error rate (%)" if percent else "R\N{SUPERSCRIPT TWO}"
+    for i, (what, label) in enumerate((("error", measure), ("loss", "average loss"))):
         ax = fig.add_subplot(1, 2, i + 1)
         for split, colour in _SET_COLOURS.items():
             values = history.column(f"{split}_{what}")
             if np.all(np.isnan(values)):
                 continue
-            if what == "error":
+            if what == "error" and percent:
                 values = 100 * values
             ax.plot(epochs, values, marker="o" if len(epochs) <= 30 else None, ms=3,
                     color=colour, label=split)
@@ -187,7 +211,7 @@ def distortions(X: np.ndarray, kinds: Sequence[str], *, n: int = 8, seed: int = 
     X : (n_images, height * width), values in [0, 1]
     kinds : the augmentations to show, one row each
     """
-    from .augment import Augmenter
+    from .data.augment import Augmenter
 
     images = np.asarray(X[:n], dtype=np.float32)
     rows = [("original", images)]

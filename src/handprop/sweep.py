@@ -33,38 +33,58 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .train import parameters
 
-__all__ = ["Space", "SpaceError", "PARAMETERS", "default_space", "run_sweep", "summarize"]
+__all__ = ["Space", "SpaceError", "vocabulary", "default_space", "run_sweep", "summarize",
+           "trial_values", "trial_settings"]
 
 
 class SpaceError(InputError):
     """A search-space file is invalid; the message names the file and line."""
 
 
-# name -> (type, what it is). Each maps onto an argument of handprop.fit or MLP.
-PARAMETERS: dict[str, tuple[type, str]] = {
-    "lr": (float, "learning rate"),
-    "hidden": (int, "hidden units d_h"),
-    "activation": (str, "activation of the hidden layer"),
-    "optimizer": (str, "sgd or adam"),
-    "momentum": (float, "momentum of sgd"),
-    "schedule": (str, "learning-rate schedule"),
-    "batch_size": (int, "minibatch size K"),
-    "epochs": (int, "epochs"),
-    "patience": (int, "early-stopping patience (epochs)"),
-    "l1": (float, "L1 lambda on both weight matrices (added to l1_W1 and l1_W2)"),
-    "l2": (float, "L2 lambda on both weight matrices (added to l2_W1 and l2_W2)"),
-    "l1_W1": (float, "L1 lambda on W1"),
-    "l1_W2": (float, "L1 lambda on W2"),
-    "l2_W1": (float, "L2 lambda on W1"),
-    "l2_W2": (float, "L2 lambda on W2"),
-    "dropout_in": (float, "input dropout rate"),
-    "dropout_hidden": (float, "hidden dropout rate"),
-    "max_norm": (float, "max-norm of the rows of W1"),
-    "label_smoothing": (float, "label smoothing"),
-}
-
+#: Names a space takes besides the parameter table's: the depth and the
+#: width of ``hidden`` as two ranges (``depth`` layers of ``width`` units).
+SHAPE_NAMES = {"depth": "hidden layers, each of width units (with width)",
+               "width": "units of each hidden layer (with depth)"}
+_PER_MATRIX = re.compile(r"(l[12])_W([1-9][0-9]*)")
 _KEYS = {"value", "choices", "low", "high", "scale", "zero"}
+
+
+def vocabulary() -> dict[str, str]:
+    """Every name a space file takes, with what it is: the parameter table's
+    names (``hidden`` takes layer lists as the CLI writes them, "512,256"),
+    their parts (``beta1``, ``dropout_hidden``), ``l1_Wk`` and ``l2_Wk`` for a
+    lambda on one weight matrix, and ``depth`` and ``width``."""
+    out = {}
+    for name, p in parameters.PARAMETERS.items():
+        out[name] = p.help
+        for i, part in enumerate(p.parts):
+            out[part] = f"{p.help} ({'first' if i == 0 else 'second'} of {name})"
+        if p.per == "matrix":
+            out[f"{name}_Wk"] = f"{name.upper()} lambda on weight matrix Wk (k = 1, 2, ...)"
+    out.update(SHAPE_NAMES)
+    return out
+
+
+def _known(name: str) -> bool:
+    return (name in parameters.sweep_names() or name in SHAPE_NAMES
+            or _PER_MATRIX.fullmatch(name) is not None)
+
+
+def _kind(name: str) -> str:
+    """How a name's values are sampled: "int", "float", or "name" (choices
+    and fixed values only)."""
+    if name in SHAPE_NAMES:
+        return "int"
+    if _PER_MATRIX.fullmatch(name):
+        return "float"
+    p = parameters.sweep_names()[name]
+    if p.kind in ("int", "layers"):
+        return "int"  # a range of hidden sizes is one hidden layer's width
+    if p.kind in ("float", "pair", "rates", "lambdas"):
+        return "float"
+    return "name"
 
 
 @dataclass(frozen=True)
@@ -82,51 +102,67 @@ class Dimension:
     zero: bool = False
 
     def suggest(self, trial):
-        kind = PARAMETERS[self.name][0]
+        kind = _kind(self.name)
         if self.choices is not None:
             return trial.suggest_categorical(self.name, list(self.choices))
         if self.low is None:
             return self.value
         if self.zero and trial.suggest_categorical(f"{self.name}_is_zero", [False, True]):
-            return kind(0)
+            return 0 if kind == "int" else 0.0
         log = self.scale == "log"
-        if kind is int:
+        if kind == "int":
             return trial.suggest_int(self.name, int(self.low), int(self.high), log=log)
         return trial.suggest_float(self.name, float(self.low), float(self.high), log=log)
+
+    def extremes(self) -> list:
+        """Values the dimension can take that bound all the others: its
+        value, each choice, or the ends of its range (and 0 with ``zero``)."""
+        if self.choices is not None:
+            return list(self.choices)
+        if self.low is None:
+            return [self.value]
+        ends = [self.low, self.high] + ([0] if self.zero else [])
+        return [int(v) for v in ends] if _kind(self.name) == "int" else ends
 
 
 @dataclass
 class Space:
     """A search space: a Dimension per hyper-parameter (the others take the
-    defaults of :data:`DEFAULTS`)."""
+    parameter table's defaults)."""
 
     dims: dict[str, Dimension] = field(default_factory=dict)
     source: str = "default"
+    where: dict = field(default_factory=dict)  # name -> "FILE, line N" for messages
 
     def suggest(self, trial) -> dict:
-        """Concrete values for every hyper-parameter, sampled for ``trial``."""
-        values = dict(DEFAULTS)
-        values.update({name: dim.suggest(trial) for name, dim in self.dims.items()})
-        return values
+        """Concrete values for the hyper-parameters this space sets, sampled
+        for ``trial`` (the others are the defaults: see :func:`trial_values`)."""
+        return {name: dim.suggest(trial) for name, dim in self.dims.items()}
+
+    def check(self, dataset: str = "") -> None:
+        """Every value the space can give, checked by the parameter table
+        before any study is made: each dimension at its extremes, with the
+        others at their first value; a SpaceError names the line."""
+        base = {name: dim.extremes()[0] for name, dim in self.dims.items()}
+        for name, dim in self.dims.items():
+            for value in dim.extremes():
+                try:
+                    trial_values({**base, name: value}, context=_context(dataset))
+                except (TypeError, ValueError) as exc:
+                    where = self.where.get(name, self.source)
+                    raise SpaceError(f"{where}: {name} = {value!r}: {exc}"[:400]) from None
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> Space:
         """Read and check a space file; a SpaceError names the line of any problem."""
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib
-        from .files import read_text
+        from .files import read_text, read_toml
 
         path = Path(path)
         try:
             text = read_text(path, "space file")
+            data = read_toml(text, path)
         except InputError as exc:
             raise SpaceError(str(exc)) from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise SpaceError(f"{path}: not valid TOML: {exc}") from None
         lines = text.splitlines()
 
         def where(name: str, key: str | None = None) -> str:
@@ -135,21 +171,61 @@ class Space:
 
         dims = {}
         for name, spec in data.items():
-            if name not in PARAMETERS:
+            if not _known(name):
                 raise SpaceError(f"{where(name)}: unknown parameter {name!r}; known: "
-                                 f"{', '.join(PARAMETERS)}")
+                                 f"{', '.join(vocabulary())}")
             if not isinstance(spec, dict):
                 spec = {"value": spec}
             dims[name] = _dimension(name, spec, where)
-        return cls(dims, source=str(path))
+        if ("depth" in dims) != ("width" in dims) or ("depth" in dims and "hidden" in dims):
+            raise SpaceError(f"{path}: depth and width go together, instead of hidden")
+        space = cls(dims, source=str(path), where={n: where(n) for n in dims})
+        space.check()
+        return space
 
 
-DEFAULTS = {
-    "lr": 0.1, "hidden": 512, "activation": "relu", "optimizer": "sgd", "momentum": 0.9,
-    "schedule": "constant", "batch_size": 100, "epochs": 20, "patience": None,
-    "l1": 0.0, "l2": 0.0, "l1_W1": 0.0, "l1_W2": 0.0, "l2_W1": 0.0, "l2_W2": 0.0, "dropout_in": 0.0,
-    "dropout_hidden": 0.0, "max_norm": None, "label_smoothing": 0.0,
-}
+def _context(dataset: str) -> str:
+    """Where the table's defaults differ: two moons (small, many epochs)."""
+    return "moons" if dataset.startswith("moons") else dataset
+
+
+def trial_values(p: dict, *, context: str | None = None) -> tuple[dict, dict]:
+    """The net's and the run's parameters (:func:`handprop.train.parameters.resolve`)
+    of a trial's values ``p``: the table's defaults for what ``p`` does not
+    set; ``l1`` and ``l2`` on every weight matrix, plus ``l1_Wk`` on Wk (for the
+    nets that have a Wk);
+    ``depth`` layers of ``width`` units; a layer list as text, "512,256"."""
+    values, extra = {}, {}
+    names = parameters.sweep_names()
+    for name, value in p.items():
+        match = _PER_MATRIX.fullmatch(name)
+        if match:
+            extra.setdefault(match.group(1), {})[int(match.group(2))] = value
+        elif name in SHAPE_NAMES:
+            continue
+        elif name in parameters.PARAMETERS:
+            values[name] = value
+        else:  # a part: beta1, dropout_hidden, ...
+            table = names[name]
+            default = values.get(table.name, table.default)
+            parts = list(parameters.PARAMETERS[table.name].check(default))
+            parts[table.parts.index(name)] = value
+            values[table.name] = tuple(parts)
+    if "depth" in p:
+        values["hidden"] = (p["width"],) * int(p["depth"])
+    hidden = parameters.PARAMETERS["hidden"].check(
+        values.get("hidden", parameters.PARAMETERS["hidden"].default_for(context)))
+    values["hidden"] = hidden
+    n_weights = len(hidden) + 1
+    for name, per in extra.items():
+        # a lambda on Wk applies to the nets that have Wk: a space may search
+        # the depth and put a lambda on the deepest matrix
+        base = parameters.per_matrix(name, values.get(name, 0.0), n_weights)
+        values[name] = tuple(v + per.get(k, 0.0) for k, v in enumerate(base, start=1))
+    return parameters.resolve(values, context=context)
+
+
+DEFAULTS = {name: p.default for name, p in parameters.PARAMETERS.items()}
 
 
 def _find_line(lines: list[str], name: str, key: str | None) -> int | None:
@@ -172,7 +248,7 @@ def _find_line(lines: list[str], name: str, key: str | None) -> int | None:
 
 
 def _dimension(name: str, spec: dict, where) -> Dimension:
-    kind = PARAMETERS[name][0]
+    kind = _kind(name)
     unknown = set(spec) - _KEYS
     if unknown:
         key = sorted(unknown)[0]
@@ -183,21 +259,21 @@ def _dimension(name: str, spec: dict, where) -> Dimension:
         raise SpaceError(f"{where(name)}: {name} needs exactly one of value, choices, or "
                          f"low and high")
     if "value" in spec:
-        return Dimension(name, value=_typed(spec["value"], kind, name, where))
+        return Dimension(name, value=_typed(spec["value"], name, where))
     if "choices" in spec:
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:
             raise SpaceError(f"{where(name, 'choices')}: {name}.choices must be a non-empty "
                              f"list")
-        return Dimension(name, choices=tuple(_typed(c, kind, name, where) for c in choices))
-    if kind is str:
+        return Dimension(name, choices=tuple(_typed(c, name, where) for c in choices))
+    if kind == "name":
         raise SpaceError(f"{where(name)}: {name} is a name, not a number: give value or "
                          f"choices")
-    low, high = (_typed(spec[k], kind, name, where) for k in ("low", "high"))
+    low, high = (_number(spec[k], kind, name, where) for k in ("low", "high"))
     scale = spec.get("scale", "linear")
     if scale not in ("linear", "log"):
         raise SpaceError(f"{where(name, 'scale')}: {name}.scale must be 'linear' or 'log', "
-                         f"got {scale!r}")
+                         f"got {scale!r}"[:300])
     if low > high:
         raise SpaceError(f"{where(name, 'low')}: {name} has an inverted range: low {low} > "
                          f"high {high}")
@@ -210,16 +286,25 @@ def _dimension(name: str, spec: dict, where) -> Dimension:
     return Dimension(name, low=low, high=high, scale=scale, zero=zero)
 
 
-def _typed(value, kind, name, where):
-    if kind is str:
-        if not isinstance(value, str):
-            raise SpaceError(f"{where(name)}: {name} takes names, got {value!r}")
-        return value
+def _number(value, kind: str, name: str, where):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SpaceError(f"{where(name)}: {name} takes numbers, got {value!r}")
-    if kind is int and value != int(value):
-        raise SpaceError(f"{where(name)}: {name} takes integers, got {value!r}")
-    return kind(value)
+        raise SpaceError(f"{where(name)}: {name} takes numbers, got {value!r}"[:300])
+    if kind == "int" and value != int(value):
+        raise SpaceError(f"{where(name)}: {name} takes integers, got {value!r}"[:300])
+    return int(value) if kind == "int" else float(value)
+
+
+def _typed(value, name: str, where):
+    """A fixed value or a choice: a number or a name as TOML gives it (the
+    table checks it later), a layer list written "512,256", or a bool."""
+    if isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return value
+    if isinstance(value, list) and value and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return ",".join(str(v) for v in value)  # a layer list, as the CLI writes it
+    raise SpaceError(f"{where(name)}: {name} takes numbers or names, got {value!r}"[:300])
 
 
 def default_space(dataset: str) -> Space:
@@ -401,13 +486,16 @@ class BudgetLock:
         self._release()
 
 
-def _claimed(study) -> int:
-    """Trials holding a slot: claimed, and not failed."""
+def _claimed(study, exclude: int | None = None) -> int:
+    """Trials holding a slot: claimed, and not failed by a dead worker (a
+    trial that failed by its own hyper-parameters, diverging say, holds its
+    slot). ``exclude`` is a trial not to count: the one claiming."""
     optuna = _optuna()
-    states = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE,
-              optuna.trial.TrialState.PRUNED)
-    return sum(1 for t in study.get_trials(deepcopy=False, states=states)
-               if t.user_attrs.get("slot"))
+    state = optuna.trial.TrialState
+    held = (state.RUNNING, state.COMPLETE, state.PRUNED)
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.number != exclude and t.user_attrs.get("slot")
+               and (t.state in held or (t.state == state.FAIL and "error" in t.user_attrs)))
 
 
 # --------------------------------------------------------------------------
@@ -428,68 +516,105 @@ class SweepConfig:
     heartbeat: int = 10
     grid: dict | None = None
     device: str = "cpu"
+    label: list | None = None
 
 
-def trial_settings(p: dict, seed: int):
-    """The RunSettings of a trial's hyper-parameters ``p``: the lambdas ``l1``
-    and ``l2`` apply to both weight matrices, on top of ``l1_W1`` ..."""
-    from .penalty import ElasticNet
-    from .settings import RunSettings
+def trial_settings(p: dict, seed: int, *, context: str | None = None):
+    """The RunSettings of a trial's values ``p`` (see :func:`trial_values`),
+    with the trial's seed."""
+    from .train.settings import RunSettings
 
-    return RunSettings(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
-                       momentum=p["momentum"] if p["optimizer"] == "sgd" else 0.0,
-                       optimizer=p["optimizer"], schedule=p["schedule"], patience=p["patience"],
-                       penalty=ElasticNet(p["l1"] + p["l1_W1"], p["l2"] + p["l2_W1"],
-                                          p["l1"] + p["l1_W2"], p["l2"] + p["l2_W2"]),
-                       dropout=(p["dropout_in"], p["dropout_hidden"]), max_norm=p["max_norm"],
-                       label_smoothing=p["label_smoothing"], seed=seed)
+    _, run = trial_values({**p, "seed": seed}, context=context)
+    return RunSettings(**run)
 
 
-def train_params(p: dict, data, seed: int, on_epoch=None, device: str = "cpu"):
-    """Train a net with the hyper-parameters ``p`` on ``data`` = (train, valid,
+def space_output(space: Space):
+    """The output/loss pair a space trains: fixed, since it decides how the
+    data's targets are read."""
+    from .core.outputs import output_pair
+
+    dim = space.dims.get("output")
+    if dim is None:
+        return output_pair(parameters.PARAMETERS["output"].default)
+    if dim.choices is not None and len({output_pair(c).class_indices
+                                        for c in dim.choices}) > 1:
+        raise SpaceError(f"{space.where.get('output', space.source)}: output must not mix "
+                         f"class outputs with others: the targets are read once, for all "
+                         f"trials")
+    return output_pair(dim.value if dim.choices is None else dim.choices[0])
+
+
+def load_data(config: SweepConfig):
+    """The sweep's (train, valid, test), its targets read for the space's output."""
+    from .data.datasets import load_dataset
+
+    return load_dataset(config.dataset, data_dir=config.data_dir, label=config.label,
+                        classes=space_output(config.space).class_indices)
+
+
+def train_params(p: dict, data, seed: int, on_epoch=None, device: str = "cpu",
+                 context: str | None = None):
+    """Train a net with the trial values ``p`` on ``data`` = (train, valid,
     test), validating on valid, on ``device`` ("cpu", "cuda", "cuda:N");
     returns (net, history)."""
-    from .network import MLP
-    from .training import fit
+    from .core.network import MLP
+    from .core.outputs import outputs_for
+    from .train.settings import RunSettings
+    from .train.training import fit
 
     (X, y), valid, _ = data
-    m = max(int(max(y.max(), valid[1].max())) + 1, 2)
-    net = MLP(X.shape[1], p["hidden"], m, activation=p["activation"], dtype="float32",
-              seed=seed)
-    history = fit(net, X, y, trial_settings(p, seed), valid=valid, progress=False,
+    net_values, run = trial_values({**p, "seed": seed}, context=context)
+    m = outputs_for(net_values["output"], np.concatenate([y, valid[1]]))
+    net = MLP(X.shape[1], net_values["hidden"], m, activation=net_values["activation"],
+              output=net_values["output"], dtype=net_values["dtype"], seed=seed)
+    history = fit(net, X, y, RunSettings(**run), valid=valid, progress=False,
                   on_epoch=on_epoch, device=device)
     return net, history
 
 
 def _objective(config: SweepConfig, data, lock: BudgetLock):
     optuna = _optuna()
+    from .train.history import Diverged
+
+    classifies = space_output(config.space).classifies
+    context = _context(config.dataset)
 
     def objective(trial):
         params = config.space.suggest(trial)
         with lock:
-            if _claimed(trial.study) >= config.trials:
+            if _claimed(trial.study, exclude=trial.number) >= config.trials:
                 # Two workers asked for a trial at once, and the last slot went to the
                 # other: this one ends unrun, marked, and counts for nothing.
                 trial.study.stop()
                 trial.set_user_attr("over_budget", True)
                 raise optuna.TrialPruned("not run: the study's trials were all taken")
+            # a retried trial (its worker died) takes the slot of the one it retries
             trial.set_user_attr("slot", True)
         trial.set_user_attr("params", params)
         pruned = []
 
         def report(record):
-            trial.report(record.valid_error, record.epoch)
+            trial.report(record.valid_error if classifies else record.valid_loss,
+                         record.epoch)
             if trial.should_prune():
                 pruned.append(record.epoch)
                 return True
             return None
 
-        _, history = train_params(params, data, config.seed + trial.number, on_epoch=report,
-                                  device=config.device)
+        try:
+            _, history = train_params(params, data, config.seed + trial.number,
+                                      on_epoch=report, device=config.device, context=context)
+        except (Diverged, InputError) as exc:
+            # the trial's own hyper-parameters failed it: recorded, and counted
+            message = str(exc).splitlines()[0][:500]
+            trial.set_user_attr("error", message)
+            print(f"trial {trial.number} failed: {message}", file=sys.stderr, flush=True)
+            return math.nan  # Optuna records the trial as failed; the sweep goes on
         trial.set_user_attr("epochs_run", len(history))
         if pruned:
             raise optuna.TrialPruned(f"pruned after epoch {pruned[0]}")
-        return float(np.nanmin(history.column("valid_error")))
+        scores = history.column("valid_error" if classifies else "valid_loss")
+        return float(np.nanmin(scores))
 
     return objective
 
@@ -504,9 +629,7 @@ def _stop_when_full(trials: int):
 def work(config: SweepConfig) -> None:
     """One worker: run trials until the study's N slots are all taken."""
     optuna = _optuna()
-    from .datasets import load_dataset
-
-    data = load_dataset(config.dataset, data_dir=config.data_dir)
+    data = load_data(config)
     storage = make_storage(config.storage, heartbeat=config.heartbeat)
     study = optuna.load_study(study_name=config.study, storage=storage,
                               sampler=_sampler(config, seed=os.getpid()), pruner=_pruner(config))
@@ -536,6 +659,33 @@ def _sampler(config: SweepConfig, seed: int):
 
 def _work_entry(config: SweepConfig) -> None:  # a subprocess's main
     work(config)
+
+
+def check_storage(url: str) -> None:
+    """Refuse, in one line, a storage that cannot be opened: an unknown kind,
+    a SQLite or journal file in a folder that does not exist, a database
+    server that does not answer."""
+    BudgetLock(url, "check")  # an unknown kind of storage
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            folder = Path(url[len(prefix):]).parent
+            if not folder.is_dir():
+                raise InputError(f"storage {url}: folder {folder} does not exist")
+            if not os.access(folder, os.W_OK):
+                raise InputError(f"storage {url}: folder {folder} is not writable")
+            return
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(database_url(url), connect_args={"connect_timeout": 10})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except ImportError:
+        raise
+    except Exception as exc:  # SQLAlchemy's errors, or the driver's
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"storage {url}: cannot connect ({first})"[:400]) from None
 
 
 def run_sweep(config: SweepConfig, *, workers: int = 1, resume: bool = False) -> None:
@@ -591,9 +741,14 @@ def summarize(config: SweepConfig, *, top: int = 10, out=sys.stdout) -> dict:
     """Print the best trials, draw Optuna's plots, retrain the best trial on
     train, save it, and report its test error (the only use of the test set)."""
     optuna = _optuna()
-    from .datasets import load_dataset
     from .plotting import save_figure
-    from .training import evaluate
+    from .train.training import evaluate
+
+    pair = space_output(config.space)
+    score = "valid error" if pair.classifies else "valid loss"
+
+    def shown(v: float) -> str:
+        return f"{100 * v:.2f}%" if pair.classifies else f"{v:.4g}"
 
     storage = make_storage(config.storage, heartbeat=config.heartbeat)
     study = optuna.load_study(study_name=config.study, storage=storage)
@@ -611,11 +766,11 @@ def summarize(config: SweepConfig, *, top: int = 10, out=sys.stdout) -> dict:
     ranked = sorted(complete, key=lambda t: t.value)
     names = sorted({k for t in complete for k in t.params if not k.endswith("_is_zero")})
     print(file=out)
-    print("| trial | valid error | epochs | " + " | ".join(names) + " |", file=out)
+    print(f"| trial | {score} | epochs | " + " | ".join(names) + " |", file=out)
     print("|---:|---:|---:|" + "---|" * len(names), file=out)
     for t in ranked[:top]:
         values = [_fmt(t.user_attrs.get("params", {}).get(k, t.params.get(k))) for k in names]
-        print(f"| {t.number} | {100 * t.value:.2f}% | {t.user_attrs.get('epochs_run', '')} | "
+        print(f"| {t.number} | {shown(t.value)} | {t.user_attrs.get('epochs_run', '')} | "
               + " | ".join(values) + " |", file=out)
     folder = Path(config.out)
     figures = []
@@ -638,22 +793,26 @@ def summarize(config: SweepConfig, *, top: int = 10, out=sys.stdout) -> dict:
             figures.append(str(folder / f"{name}.png"))
     best = ranked[0]
     params = best.user_attrs["params"]
-    data = load_dataset(config.dataset, data_dir=config.data_dir)
+    data = load_data(config)
     net, history = train_params(params, data, seed=config.seed + best.number,
-                                device=config.device)
-    test_error, test_loss = evaluate(net, *data[2])
+                                device=config.device, context=_context(config.dataset))
+    test_measure, test_loss = evaluate(net, *data[2])
     net.save(folder / "best_model.npz", history=history.to_dicts(), settings=params,
-             study=config.study, trial=best.number)
+             study=config.study, trial=best.number, dataset=config.dataset,
+             label=config.label)
     print(file=out)
-    again = float(np.nanmin(history.column("valid_error")))
-    print(f"best trial {best.number}: valid error {100 * best.value:.2f}%; retrained on train "
-          f"with its seed (valid error {100 * again:.2f}% again) and saved to "
+    again = float(np.nanmin(history.column("valid_error" if pair.classifies else
+                                           "valid_loss")))
+    print(f"best trial {best.number}: {score} {shown(best.value)}; retrained on train "
+          f"with its seed ({score} {shown(again)} again) and saved to "
           f"{folder / 'best_model.npz'}", file=out)
-    print(f"test error of the best trial: {100 * test_error:.2f}% (average loss "
-          f"{test_loss:.4f}); the test set was used for this number only", file=out)
+    test = (f"test error of the best trial: {100 * test_measure:.2f}%" if pair.classifies
+            else f"test R2 of the best trial: {test_measure:.4f}")
+    print(f"{test} (average loss {test_loss:.4f}); the test set was used for this number "
+          f"only", file=out)
     if figures:
         print(f"wrote {', '.join(figures)}", file=out)
-    return {"best": best, "worst": ranked[-1], "data": data, "test_error": test_error}
+    return {"best": best, "worst": ranked[-1], "data": data, "test_error": test_measure}
 
 
 def _fmt(v) -> str:

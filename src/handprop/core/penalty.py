@@ -26,9 +26,9 @@ import re
 
 import numpy as np
 
-from . import validate
-from .backend import namespace
-from .errors import InputError, InputTypeError
+from .. import validate
+from ..backend import namespace
+from ..errors import InputError, InputTypeError
 
 __all__ = ["ElasticNet"]
 

@@ -13,9 +13,11 @@ checkpoint can store it as JSON.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
-from .errors import InputError
+import numpy as np
+
+from ..errors import InputError
 
 __all__ = ["Schedule", "Constant", "Step", "Cosine", "Plateau", "make_schedule", "SCHEDULES"]
 
@@ -36,6 +38,22 @@ class Schedule:
 
     def state(self) -> dict:
         return asdict(self)
+
+    def load_state(self, state: dict, *, keep: tuple[str, ...] = ()) -> None:
+        """Take back :meth:`state` (a checkpoint's JSON), every field checked
+        first: a ValueError names a field that is unknown, missing, or out of
+        its range, and nothing changes. Fields named in ``keep`` keep their
+        current values (a resumed run given new settings)."""
+        if not isinstance(state, dict):
+            raise ValueError(f"a schedule's state must be an object, got {state!r}"[:200])
+        names = {f.name for f in fields(self)}
+        if set(state) != names:
+            raise ValueError(f"a {type(self).__name__} schedule's state must hold "
+                             f"{', '.join(sorted(names))}, got {', '.join(sorted(state))}")
+        checked = {name: _check_field(name, state[name]) for name in names}
+        for name, value in checked.items():
+            if name not in keep:
+                setattr(self, name, value)
 
 
 @dataclass
@@ -99,6 +117,31 @@ class Plateau(Schedule):
             self.bad_epochs = 0
 
 
+#: Each state field's range: (integer, low, low_open, high, may be None).
+_FIELDS = {
+    "lr": (False, 0, True, None, False), "gamma": (False, 0, True, None, False),
+    "lr_min": (False, 0, False, None, False), "min_lr": (False, 0, False, None, False),
+    "factor": (False, 0, True, 1, False), "step_size": (True, 1, False, None, False),
+    "epochs": (True, 1, False, None, False), "patience": (True, 1, False, None, False),
+    "bad_epochs": (True, 0, False, None, False), "current": (False, 0, True, None, True),
+    "best": (False, None, False, None, True),
+}
+
+
+def _check_field(name: str, value):
+    integer, low, low_open, high, nullable = _FIELDS[name]
+    if value is None and nullable:
+        return None
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+        kind = "an integer" if integer else "a finite number"
+        raise ValueError(f"the schedule's {name} must be {kind}, got {value!r}"[:200])
+    if (low is not None and (value < low or (low_open and value == low))) or (
+            high is not None and value > high):
+        raise ValueError(f"the schedule's {name} is out of range: {value!r}"[:200])
+    return int(value) if integer else float(value)
+
+
 SCHEDULES = ("constant", "step", "cosine", "plateau")
 
 
@@ -115,4 +158,4 @@ def make_schedule(schedule: str | Schedule, lr: float, epochs: int) -> Schedule:
     if schedule == "plateau":
         return Plateau(lr)
     raise InputError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)} "
-                     f"or a handprop.schedules.Schedule")
+                     f"or a handprop.train.schedules.Schedule")

@@ -1,7 +1,9 @@
 """One frozen object that describes a training run: :class:`RunSettings`.
 
 Every setting that decides what a run computes lives here, is validated
-once, when the object is made, and is recorded from here: ``fit`` trains by
+once, when the object is made, by the parameter table of
+:mod:`handprop.train.parameters` (whose defaults are the fields'), and is
+recorded from here: ``fit`` trains by
 it, ``handprop train`` builds it from its options and writes it to run.json,
 a sweep's trial builds it from the trial's hyper-parameters, and a
 checkpoint stores it so that a resumed run can be compared with the one that
@@ -24,13 +26,20 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 
-from . import validate
-from .errors import InputError, InputTypeError
-from .optimizers import OPTIMIZERS, SGD, Adam
-from .penalty import ElasticNet
-from .schedules import SCHEDULES, Schedule, make_schedule
+from ..core.penalty import ElasticNet
+from ..errors import InputError, InputTypeError
+from .optimizers import SGD, Adam
+from .parameters import PARAMETERS, RUN
+from .schedules import Schedule, make_schedule
 
 __all__ = ["RunSettings"]
+
+#: The fields checked by the parameter table (l1 and l2 make ``penalty``).
+_CHECKED_BY_TABLE = frozenset(RUN) - {"l1", "l2"}
+
+
+def _default(name: str):
+    return PARAMETERS[name].default
 
 
 @dataclass(frozen=True)
@@ -43,11 +52,11 @@ class RunSettings:
     batch_size : int >= 1, K; the last minibatch of an epoch may be smaller
     lr : float > 0, the learning rate (the schedule's starting point)
     optimizer : "sgd" (with ``momentum`` and ``nesterov``) or "adam" (with
-        ``betas`` and ``epsilon``); see :mod:`handprop.optimizers`
+        ``betas`` and ``epsilon``); see :mod:`handprop.train.optimizers`
     momentum : float in [0, 1); nesterov : bool
     betas : (beta1, beta2), each in [0, 1); epsilon : float > 0
     schedule : "constant", "step", "cosine", "plateau" or a
-        :class:`handprop.schedules.Schedule`
+        :class:`handprop.train.schedules.Schedule`
     penalty : ElasticNet (none by default), or a dict of its lambdas
     patience : int >= 1 or None. With a validation set, stop once the
         validation error (the loss, for identity outputs) has not improved
@@ -61,69 +70,46 @@ class RunSettings:
     max_norm : float > 0 or None: after every step, each row of each hidden
         layer's weights W1 ... WL whose L2 norm exceeds it is scaled back to it
     label_smoothing : eps in [0, 1) (softmax and logistic outputs)
-    augment : None, a string of :class:`handprop.augment.Augmenter` kinds
+    augment : None, a string of :class:`handprop.data.augment.Augmenter` kinds
         ("shift", "affine", "elastic", comma-separated), an Augmenter, or any
         callable ``(X_batch, rng) -> X_batch``
     """
 
-    epochs: int = 10
-    batch_size: int = 100
-    lr: float = 0.1
-    optimizer: str = "sgd"
-    momentum: float = 0.0
-    nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
-    epsilon: float = 1e-8
-    schedule: str | Schedule = "constant"
+    epochs: int = _default("epochs")
+    batch_size: int = _default("batch_size")
+    lr: float = _default("lr")
+    optimizer: str = _default("optimizer")
+    momentum: float = _default("momentum")
+    nesterov: bool = _default("nesterov")
+    betas: tuple[float, float] = _default("betas")
+    epsilon: float = _default("epsilon")
+    schedule: str | Schedule = _default("schedule")
     penalty: ElasticNet = field(default_factory=ElasticNet)
-    patience: int | None = None
-    seed: int = 0
-    dropout: tuple[float, float] = (0.0, 0.0)
-    max_norm: float | None = None
-    label_smoothing: float = 0.0
-    augment: object = None
+    patience: int | None = _default("patience")
+    seed: int = _default("seed")
+    dropout: tuple[float, float] = _default("dropout")
+    max_norm: float | None = _default("max_norm")
+    label_smoothing: float = _default("label_smoothing")
+    augment: object = _default("augment")
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: the checked values replace the given ones
-        set_(self, "epochs", validate.number("epochs", self.epochs, low=1, integer=True))
-        set_(self, "batch_size", validate.number("batch_size", self.batch_size, low=1,
-                                                 integer=True))
-        set_(self, "lr", validate.number("lr", self.lr, low=0, low_open=True))
-        validate.choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2):
-            raise InputError(f"betas must be a pair (beta1, beta2), got {self.betas!r}")
-        set_(self, "betas", tuple(self.betas))
-        self.make_optimizer()  # checks momentum, nesterov, betas and epsilon
-        set_(self, "momentum", float(self.momentum))
-        set_(self, "nesterov", bool(self.nesterov))
-        set_(self, "epsilon", float(self.epsilon))
-        set_(self, "betas", tuple(float(b) for b in self.betas))
-        if not isinstance(self.schedule, Schedule):
-            validate.choice("schedule", self.schedule, SCHEDULES)
+        for f in fields(self):
+            if f.name in _CHECKED_BY_TABLE and not (
+                    f.name == "schedule" and isinstance(self.schedule, Schedule)):
+                set_(self, f.name, PARAMETERS[f.name].check(getattr(self, f.name)))
+        self.make_optimizer()  # the optimizer's own checks (nesterov needs momentum)
         if isinstance(self.penalty, dict):
             set_(self, "penalty", ElasticNet.from_dict(self.penalty))
         if self.penalty is None:
             set_(self, "penalty", ElasticNet())
         if not isinstance(self.penalty, ElasticNet):
             raise InputTypeError(f"penalty must be an ElasticNet or None, got "
-                            f"{type(self.penalty).__name__}")
-        if self.patience is not None:
-            set_(self, "patience", validate.number("patience", self.patience, low=1,
-                                                   integer=True))
-        set_(self, "seed", validate.number("seed", self.seed, low=0, integer=True))
-        set_(self, "dropout", validate.dropout_rates(self.dropout))
-        if self.max_norm is not None:
-            set_(self, "max_norm", validate.number("max_norm", self.max_norm, low=0,
-                                                   low_open=True))
-        set_(self, "label_smoothing", validate.rate("label_smoothing", self.label_smoothing))
-        augment = self.augment
-        if isinstance(augment, str):
-            from .augment import Augmenter
+                                 f"{type(self.penalty).__name__}")
+        if isinstance(self.augment, str):
+            from ..data.augment import Augmenter
 
-            Augmenter(augment)  # a bad kind, or no SciPy, fails here
-        elif augment is not None and not callable(augment):
-            raise InputTypeError(f"augment must be None, a string of kinds, or a callable, got "
-                            f"{type(augment).__name__}")
+            Augmenter(self.augment)  # a bad kind, or no SciPy, fails here
 
     # -- what the run is made of ----------------------------------------------
 
@@ -142,7 +128,7 @@ class RunSettings:
 
     def make_augmenter(self, d: int):
         """The callable that distorts minibatches of d features, or None."""
-        from .augment import Augmenter
+        from ..data.augment import Augmenter
 
         augment = Augmenter(self.augment) if isinstance(self.augment, str) else self.augment
         if isinstance(augment, Augmenter) and augment.shape[0] * augment.shape[1] != d:
@@ -150,6 +136,15 @@ class RunSettings:
             raise InputError(f"augmentation distorts {h} x {w} images, but the examples have "
                              f"{d} features, not {h * w}")
         return augment
+
+    def check_net(self, net) -> None:
+        """Refuse settings that do not fit ``net`` (an MLP): lambdas for
+        weight matrices it lacks, label smoothing of regression targets,
+        distortions of images of another size. A ValueError says which."""
+        net.check_penalty(self.penalty)
+        if self.label_smoothing:
+            net.check_options(1, label_smoothing=self.label_smoothing)
+        self.make_augmenter(net.d)
 
     def replace(self, **changes) -> RunSettings:
         """A copy with ``changes`` applied (and validated)."""

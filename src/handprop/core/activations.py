@@ -38,22 +38,25 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .backend import namespace
-from .errors import InputError, InputTypeError
+from ..backend import namespace
+from ..errors import InputError, InputTypeError
 
 __all__ = [
     "ACTIVATIONS",
     "DERIVATIVES",
     "KINKED",
+    "SKLEARN_NAMES",
     "abs_",
     "backprop_inplace",
     "identity",
     "log_softmax",
     "logsumexp",
+    "names",
     "relu",
     "resolve",
     "sigmoid",
     "sign",
+    "sklearn_names",
     "softmax",
     "softplus",
     "tanh",
@@ -182,6 +185,27 @@ DERIVATIVES: dict[str, DerivativeFn] = {
 
 #: Other names users know them by: the derivation's ``rect``, scikit-learn's ``logistic``.
 ALIASES: dict[str, str] = {"rect": "relu", "logistic": "sigmoid"}
+
+#: scikit-learn's names of the activations its MLPs (and skl2onnx's
+#: converters) have, by handprop's name.
+SKLEARN_NAMES: dict[str, str] = {"relu": "relu", "sigmoid": "logistic", "tanh": "tanh",
+                                 "identity": "identity"}
+
+
+def sklearn_names() -> list[str]:
+    """The activation names handprop's estimators take: scikit-learn's, and
+    handprop's own for the activations scikit-learn does not have.
+
+    >>> sklearn_names()
+    ['abs', 'identity', 'logistic', 'relu', 'sign', 'softplus', 'tanh']
+    """
+    return sorted(set(SKLEARN_NAMES.values()) | (set(ACTIVATIONS) - set(SKLEARN_NAMES)))
+
+
+def names() -> list[str]:
+    """Every name an activation is known by: the canonical ones and the aliases."""
+    return sorted(set(ACTIVATIONS) | set(ALIASES))
+
 
 #: Activations that are not differentiable at 0. A finite difference whose
 #: two evaluations put some pre-activation on both sides of 0 is meaningless

@@ -4,7 +4,7 @@
 "use strict";
 
 const FIELDS = ["dataset", "points", "noise", "valid", "hidden", "activation", "l1", "l2",
-                "lr", "momentum", "batch", "patience", "seed"];
+                "lr", "momentum", "batch_size", "patience", "seed"];
 const COLORS = { c0: [43, 108, 176], c1: [221, 107, 32] };
 const STEPS_PER_TICK = 5;
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .files import atomic_write, open_regular, read_npz, read_text
+from ..errors import InputError
+from ..files import atomic_write, open_regular, read_npz, read_text
 
 __all__ = [
     "DataError",
@@ -109,7 +109,8 @@ def moons_splits(n_train: int = 600, n_valid: int = 200, n_test: int = 200,
 
 def _check_labels(path, y: np.ndarray) -> np.ndarray:
     if y.size and (not np.all(np.isfinite(y)) or np.any(y != np.round(y)) or y.min() < 0):
-        raise DataError(f"{path}: labels must be integers >= 0 (class indices)")
+        raise DataError(f"{path}: labels must be integers >= 0 (class indices); for real "
+                        f"targets, train a regression output (identity or exp)")
     if y.size and y.max() >= 2**62:
         raise DataError(f"{path}: a label of {y.max():.3g} is not a class index")
     return y.astype(np.int64)
@@ -203,21 +204,39 @@ def _csv_line(lines, delimiter) -> int:
     return len(lines)
 
 
+def _column(path, header, label, n_cols: int) -> int:
+    """The index of a column given by its header name or its (possibly
+    negative) index."""
+    if isinstance(label, str):
+        if not header or label not in header:
+            raise DataError(f"{path}: no column named {label!r} "
+                            f"(header: {', '.join(header) if header else 'none'})")
+        return header.index(label)
+    if isinstance(label, (int, np.integer)) and not isinstance(label, bool) and \
+            -n_cols <= label < n_cols:
+        return int(label) % n_cols
+    raise DataError(f"{path}: label column {label!r} is out of range for {n_cols} columns")
+
+
 def load_csv(
-    path: str | os.PathLike, label: int | str | None = None
+    path: str | os.PathLike, label=None, *, classes: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read a comma-separated table of numbers, one example per row.
 
     Parameters
     ----------
     path : the CSV file; a first row that is not all numbers is a header
-    label : which column holds the class (an integer index, negative counting
-        from the end, or a header name). By default the column named "label"
-        if the header has one, else the last column.
+    label : which column holds the target (an integer index, negative
+        counting from the end, or a header name), or a list of them for
+        several targets. By default the column named "label" if the header
+        has one, else the last column.
+    classes : the targets are class indices (checked, int64); False reads
+        them as numbers (regression, multilabel)
 
     Returns
     -------
-    X : (n, d) float64, the other columns; y : (n,) int64, classes >= 0
+    X : (n, d) float64, the other columns; y : (n,) int64 classes >= 0, or
+    with ``classes=False`` float64 targets, (n,) for one column or (n, k)
     """
     path = Path(path)
     if not path.is_file():
@@ -227,22 +246,30 @@ def load_csv(
     if n_cols < 2:
         raise DataError(f"{path}: need at least two columns (features and a label)")
     if label is None:
-        column = header.index("label") if header and "label" in header else n_cols - 1
-    elif isinstance(label, str):
-        if not header or label not in header:
-            raise DataError(f"{path}: no column named {label!r} "
-                            f"(header: {', '.join(header) if header else 'none'})")
-        column = header.index(label)
-    elif isinstance(label, (int, np.integer)) and -n_cols <= label < n_cols:
-        column = int(label) % n_cols
+        columns = [header.index("label") if header and "label" in header else n_cols - 1]
     else:
-        raise DataError(f"{path}: label column {label!r} is out of range for {n_cols} columns")
-    X = np.delete(table, column, axis=1)
-    return _check_features(path, X), _check_labels(path, table[:, column])
+        labels = list(label) if isinstance(label, (list, tuple)) else [label]
+        columns = [_column(path, header, c, n_cols) for c in labels]
+        if len(set(columns)) != len(columns):
+            raise DataError(f"{path}: a target column is named twice in {labels}")
+        if len(columns) >= n_cols:
+            raise DataError(f"{path}: {len(columns)} target columns leave no feature")
+    X = np.delete(table, columns, axis=1)
+    y = table[:, columns[0]] if len(columns) == 1 else table[:, columns]
+    if classes:
+        if y.ndim != 1:
+            raise DataError(f"{path}: {len(columns)} target columns, but classes are one "
+                            f"column; for several targets, train logistic (labels), "
+                            f"identity or exp outputs")
+        y = _check_labels(path, y)
+    elif not np.all(np.isfinite(y)):
+        raise DataError(f"{path}: the targets contain NaN or inf")
+    return _check_features(path, X), y
 
 
-def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read arrays ``X`` (n, d) and ``y`` (n,) from a ``.npz`` file.
+def load_npz(path: str | os.PathLike, *, classes: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Read arrays ``X`` (n, d) and ``y`` from a ``.npz`` file: y (n,) class
+    indices, or with ``classes=False`` numbers, (n,) or (n, k).
 
     Only these two arrays are read, each checked before it is (see
     :func:`handprop.files.read_npz`); object arrays are refused, so loading
@@ -256,12 +283,21 @@ def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     X, y = arrays["X"], arrays["y"]
     if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
         raise DataError(f"{path}: X must hold real numbers, got dtype {X.dtype}")
-    if not np.issubdtype(y.dtype, np.number) or y.ndim != 1:
+    if classes and (not np.issubdtype(y.dtype, np.number) or y.ndim != 1):
         raise DataError(f"{path}: y must be a 1-D array of class indices")
+    if not classes and (not (np.issubdtype(y.dtype, np.number) or y.dtype == bool)
+                        or np.iscomplexobj(y) or y.ndim not in (1, 2)):
+        raise DataError(f"{path}: y must be a 1-D or 2-D array of numbers (targets), got "
+                        f"dtype {y.dtype}, shape {y.shape}")
     if X.ndim != 2 or len(X) != len(y):
         raise DataError(f"{path}: X must be (n, d) with n = len(y); got X {X.shape}, "
                         f"y {y.shape}")
-    return _check_features(path, X), _check_labels(path, y)
+    if classes:
+        return _check_features(path, X), _check_labels(path, y)
+    y = y.astype(np.float64)
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"{path}: y contains NaN or inf")
+    return _check_features(path, X), y
 
 
 def split(X: np.ndarray, y: np.ndarray, fractions=(0.8, 0.1, 0.1), seed: int = 0):
@@ -482,26 +518,38 @@ def load_mnist(
     return train, valid, test
 
 
-def load_dataset(name: str, *, data_dir=None, seed: int = 0):
+def load_dataset(name: str, *, data_dir=None, seed: int = 0, label=None,
+                 classes: bool = True):
     """Train, valid and test sets by name: ``moons`` (600 / 200 / 200 points,
     noise 0.2), ``moons-small`` (200 / 200 / 200, noise 0.25, where capacity
     shows), ``mnist``, a ``.csv``, a ``.npz`` or a two-moons ``.txt`` file
     (files are split 80/10/10 with ``seed``).
 
+    ``label`` names a CSV's target column or columns (see :func:`load_csv`);
+    with ``classes=False`` the targets of a file are read as numbers, for
+    regression or multilabel outputs (the built-in sets' classes are given
+    as they are).
+
     Returns
     -------
     ((X_train, y_train), (X_valid, y_valid), (X_test, y_test))
     """
+    suffix = Path(name).suffix.lower() if name not in ("moons", "moons-small", "mnist") else ""
+    if label is not None and suffix != ".csv":
+        raise DataError(f"a label column is chosen in a CSV file, not in {name}")
     if name == "moons":
         return moons_splits(seed=seed)
     if name == "moons-small":  # few noisy points, on which capacity shows
         return moons_splits(n_train=200, noise=0.25, seed=seed)
     if name == "mnist":
         return load_mnist(data_dir)
-    suffix = Path(name).suffix.lower()
-    loaders = {".csv": load_csv, ".npz": load_npz, ".txt": load_moons_txt}
-    if suffix not in loaders:
+    if suffix == ".csv":
+        X, y = load_csv(name, label, classes=classes)
+    elif suffix == ".npz":
+        X, y = load_npz(name, classes=classes)
+    elif suffix == ".txt":
+        X, y = load_moons_txt(name)
+    else:
         raise DataError(f"unknown dataset {name!r}: expected moons, moons-small, mnist, or a "
                         f".csv, .npz or .txt file")
-    X, y = loaders[suffix](name)
     return split(X, y, seed=seed)

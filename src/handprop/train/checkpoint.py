@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .files import read_archive, write_archive, write_text
+from ..errors import InputError
+from ..files import read_archive, write_archive, write_text
 
 __all__ = ["CHECKPOINT_NAME", "CheckpointError", "Interrupted", "ResumeMismatch",
            "AppendLog", "SignalGuard", "fingerprint", "load", "save", "differences"]
@@ -34,8 +34,11 @@ __all__ = ["CHECKPOINT_NAME", "CheckpointError", "Interrupted", "ResumeMismatch"
 CHECKPOINT_NAME = "checkpoint.npz"
 FORMAT = "handprop-checkpoint"
 #: 1: handprop 0.1; 2: the run's record is RunSettings and the net's spec
-#: (a 0.1 checkpoint cannot be resumed: train again)
-VERSION = 2
+#: (a 0.1 checkpoint cannot be resumed: train again); 3: a stopped epoch
+#: records the output pair's tally, not a count of errors, and SGD its step
+#: count (2 is resumed too).
+VERSION = 3
+READS = (2, 3)
 
 
 class CheckpointError(OSError):
@@ -96,7 +99,7 @@ def load(folder, expect=None, *, meta_only: bool = False) -> tuple[dict[str, np.
     path = path_in(folder)
     if not path.exists():
         raise InputError(f"nothing to resume: {path} does not exist")
-    return read_archive(path, kind=FORMAT, version=VERSION, expect=expect, meta_only=meta_only)
+    return read_archive(path, kind=FORMAT, version=READS, expect=expect, meta_only=meta_only)
 
 
 def fingerprint(X: np.ndarray, y: np.ndarray) -> str:

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import validate
+from .. import validate
+from ..errors import InputError, InputTypeError
 from .activations import KINKED
-from .errors import InputError, InputTypeError
 from .network import MLP, forward
 from .penalty import ElasticNet
 

@@ -6,7 +6,7 @@
            -> optimizer update -> max-norm
 
 and :meth:`Step.train_epoch` runs it over an epoch's minibatches. ``fit``
-(:mod:`handprop.training`) and the scikit-learn estimator's sgd and adam
+(:mod:`handprop.train.training`) and the scikit-learn estimator's sgd and adam
 solvers train through it, and lbfgs minimizes :meth:`Step.objective`, the
 same forward, loss, penalty and backward on the whole training set. The
 tests in ``tests/test_step.py`` pin it: a few steps of ``fit`` and of the
@@ -16,13 +16,13 @@ independently from :meth:`handprop.MLP.loss_and_grads`.
 The speed tricks live here and nowhere else:
 
 - the minibatch is gathered with one ``take`` into buffers allocated once
-  (a :class:`handprop.network.Workspace`), as are every forward and backward
+  (a :class:`handprop.core.network.Workspace`), as are every forward and backward
   array and the gradients;
 - the backward pass returns ``scale`` times the gradients, where ``scale``
   is what the optimizer asks for (``grad_scale``, the learning rate for
   SGD): multiplying the (K, m) output delta is free, where multiplying each
   gradient afterwards would be a pass over it. The optimizer is told the
-  scale and divides it out where it must (:mod:`handprop.optimizers`).
+  scale and divides it out where it must (:mod:`handprop.train.optimizers`).
 
 Dropout masks are drawn on the CPU from the run's generator, for every
 minibatch: the input mask (K, d) first, when the input rate is not 0, then
@@ -39,11 +39,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import namespace
-from .errors import InputError
-from .network import MLP, Workspace, backward, count_errors, data_loss, forward
+from ..backend import namespace
+from ..core.network import MLP, Workspace, loss_and_gradients
+from ..core.penalty import ElasticNet
+from ..errors import InputError
 from .optimizers import max_norm_
-from .penalty import ElasticNet
 
 __all__ = ["Step", "StepResult", "EpochTotals", "DropoutMasks", "dropout_mask"]
 
@@ -181,13 +181,14 @@ class StepResult(NamedTuple):
     loss : the minibatch's mean loss, without the penalty (non-finite when
         the step diverged; no update was then made)
     penalty : the penalty's value, when the step was asked to track it, else 0
-    wrong : misclassified examples (0 for identity outputs)
+    tally : the output pair's sums for its measure (``Output.tally``): the
+        misclassified count, or R^2's sums; None when the step diverged
     k : the minibatch's size
     """
 
     loss: float
     penalty: float
-    wrong: int
+    tally: np.ndarray | None
     k: int
 
 
@@ -198,7 +199,9 @@ class EpochTotals:
     Attributes
     ----------
     batch : the next minibatch to train (the number trained so far)
-    seen : examples trained on; wrong : of them misclassified
+    seen : examples trained on
+    tally : the sums of the output pair's measure (``Output.tally``) over
+        them, or None before the first minibatch
     loss_sum : sum of minibatch loss x minibatch size (without the penalty)
     penalty_sum : the same for the penalty (when tracked)
     diverged : None, or (b, loss, lr) when minibatch b's loss was not finite
@@ -207,10 +210,15 @@ class EpochTotals:
 
     batch: int = 0
     seen: int = 0
-    wrong: int = 0
+    tally: np.ndarray | None = None
     loss_sum: float = 0.0
     penalty_sum: float = 0.0
     diverged: tuple | None = None
+
+    def measure(self, pair, n: int | None = None) -> float:
+        """The pair's measure (error rate or R^2) over the examples seen."""
+        n = self.seen if n is None else n
+        return pair.score(self.tally, n) if self.tally is not None else math.nan
 
 
 class Step:
@@ -223,7 +231,7 @@ class Step:
         their copies on a GPU
     X : (n, d) training inputs; T : their targets, as ``net.check_y`` gives
         them; both where ``params`` live
-    optimizer : an optimizer of :mod:`handprop.optimizers` (None for a step
+    optimizer : an optimizer of :mod:`handprop.train.optimizers` (None for a step
         used only for :meth:`objective`)
     batch_size : K, the largest minibatch
     penalty : ElasticNet or None
@@ -252,7 +260,7 @@ class Step:
                  stop_on_nonfinite: bool = True) -> None:
         self.params, self.X, self.T, self.weights = params, X, T, sample_weight
         self.optimizer = optimizer
-        self.activation, self.output, self.L = net.activation, net.output, net.L
+        self.activation, self.pair, self.L = net.activation, net.pair, net.L
         self.penalty = net.check_penalty(penalty)
         self.decay, self.max_norm, self.smoothing = decay, max_norm, label_smoothing
         self.track_penalty = track_penalty
@@ -266,7 +274,7 @@ class Step:
             self.batches = _Batches(X, T, None, None, seed)
             return
         K = max(1, min(batch_size, X.shape[0]))
-        self.work = Workspace(net.sizes, K, net.dtype, net.output, xp)
+        self.work = Workspace(net.sizes, K, net.dtype, net.pair, xp)
         self.masks = (DropoutMasks(rng, K, net.sizes, dropout, net.dtype, xp)
                       if any(dropout) else None)
         self.batches = _Batches(X, T, self.work, augment, seed, host_X=host_X)
@@ -308,23 +316,19 @@ class Step:
         if mask_in is not None:
             Xb = xp.multiply(Xb, mask_in, out=work.X[:k])
         penalty = self._penalty(k if wb is None else float(wb.sum()))
-        cache = forward(params, Xb, self.activation, self.output, out=work.cache(k),
-                        masks=masks)
-        loss = data_loss(self.output, cache.o_a, Tb, label_smoothing=self.smoothing,
-                         sample_weight=wb)
-        if not math.isfinite(loss) and self.stop_on_nonfinite:
-            return StepResult(loss, math.nan, 0, k)
-        wrong = count_errors(self.output, cache.o_a, Tb)
-        pen_value = penalty.value(params) if (self.track_penalty and penalty) else 0.0
         scale = self.optimizer.grad_scale(lr)
-        grads = backward(params, cache, Xb, Tb, self.activation, self.output, penalty,
-                         scale=scale, work=work, masks=masks, label_smoothing=self.smoothing,
-                         sample_weight=wb)
-        self.optimizer.step(params, grads, lr, scale=scale)
+        result = loss_and_gradients(
+            params, Xb, Tb, self.activation, self.pair, penalty, scale=scale, work=work,
+            masks=masks, label_smoothing=self.smoothing, sample_weight=wb,
+            penalty_value=self.track_penalty, stop_if_not_finite=self.stop_on_nonfinite)
+        if result.grads is None:  # the loss is not finite: no update
+            return StepResult(result.loss, math.nan, None, k)
+        tally = self.pair.tally(result.cache.o_a, result.cache.o_s, Tb)
+        self.optimizer.step(params, result.grads, lr, scale=scale)
         if self.max_norm is not None:
             for l in range(1, self.L + 1):
                 max_norm_(params[f"W{l}"], self.max_norm)
-        return StepResult(loss, pen_value, wrong, k)
+        return StepResult(result.loss, result.penalty, tally, k)
 
     def train_epoch(self, rate, *, totals: EpochTotals | None = None,
                     after_batch=None) -> EpochTotals:
@@ -353,7 +357,7 @@ class Step:
                 return totals
             totals.batch = b + 1
             totals.seen += result.k
-            totals.wrong += result.wrong
+            totals.tally = result.tally if totals.tally is None else totals.tally + result.tally
             totals.loss_sum += result.loss * result.k
             totals.penalty_sum += result.penalty * result.k
             if after_batch is not None and after_batch(b) is True:
@@ -372,14 +376,10 @@ class Step:
         n = X.shape[0] if sample_weight is None else float(sample_weight.sum())
         penalty = self._penalty(n)
         if not _is_sparse(X):
-            cache = forward(self.params, X, self.activation, self.output)
-            loss = data_loss(self.output, cache.o_a, T, label_smoothing=self.smoothing,
-                             sample_weight=sample_weight)
-            if penalty is not None:
-                loss += penalty.value(self.params)
-            grads = backward(self.params, cache, X, T, self.activation, self.output, penalty,
-                             label_smoothing=self.smoothing, sample_weight=sample_weight)
-            return loss, grads
+            result = loss_and_gradients(self.params, X, T, self.activation, self.pair, penalty,
+                                        label_smoothing=self.smoothing,
+                                        sample_weight=sample_weight)
+            return result.loss + result.penalty, result.grads
         X = X.tocsr()
         loss, grads = 0.0, None
         for start in range(0, X.shape[0], chunk):
@@ -389,17 +389,15 @@ class Step:
             share = (Xc.shape[0] if wc is None else float(wc.sum())) / n
             if share == 0:
                 continue
-            cache = forward(self.params, Xc, self.activation, self.output)
-            loss += share * data_loss(self.output, cache.o_a, T[rows],
-                                      label_smoothing=self.smoothing, sample_weight=wc)
-            part = backward(self.params, cache, Xc, T[rows], self.activation, self.output,
-                            None, scale=share, label_smoothing=self.smoothing,
-                            sample_weight=wc)
+            part = loss_and_gradients(self.params, Xc, T[rows], self.activation, self.pair,
+                                      None, scale=share, label_smoothing=self.smoothing,
+                                      sample_weight=wc)
+            loss += share * part.loss
             if grads is None:
-                grads = part
+                grads = part.grads
             else:
                 for k in grads:
-                    grads[k] += part[k]
+                    grads[k] += part.grads[k]
         if penalty is not None:
             loss += penalty.value(self.params)
             for k in grads:

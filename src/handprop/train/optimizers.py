@@ -8,20 +8,25 @@ reference to ``net.W1`` stays valid during training.
 The one convention, stated here once: ``step(params, grads, lr, scale=s)``
 receives ``grads`` holding ``s`` times the gradients, for any s > 0 (1 by
 default), and divides it out where it must. ``grad_scale(lr)`` is the s
-that makes the update cheapest: the training step (:mod:`handprop.step`)
+that makes the update cheapest: the training step (:mod:`handprop.train.step`)
 asks for it and has the backward pass multiply the small (K, m) output delta
 by it. For SGD that is ``lr``, so that ``grads`` already holds ``lr g`` and
 the update is one subtraction, with no pass over each (d_l, d_{l-1})
 gradient to multiply it; Adam needs the gradient itself and asks for 1.
+
+Each optimizer states its own state: :meth:`SGD.state_spec` names the arrays
+(and their shapes) that a checkpoint holds, :meth:`SGD.state` gives them and
+:meth:`SGD.load_state` takes them back, refusing a state that does not match
+the steps the run has taken. A checkpoint needs no list of names.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import validate
-from .backend import namespace
-from .errors import InputError
+from .. import validate
+from ..backend import namespace
+from ..errors import InputError
 
 __all__ = ["SGD", "Adam", "make_optimizer", "max_norm_", "OPTIMIZERS"]
 
@@ -54,6 +59,7 @@ class SGD:
             raise InputError("nesterov=True needs a momentum > 0")
         self.momentum = momentum
         self.nesterov = nesterov
+        self.t = 0  # steps taken
         self.velocity: dict[str, np.ndarray] = {}
         self._scratch: dict[str, np.ndarray] = {}
 
@@ -71,6 +77,7 @@ class SGD:
         parameter's size is allocated.
         """
         mu = self.momentum
+        self.t += 1
         for name, p in params.items():
             step = grads[name]  # scale g
             if scale != lr:  # make it lr g
@@ -94,19 +101,37 @@ class SGD:
             else:
                 p += v
 
+    def state_spec(self, shapes: dict[str, tuple]) -> dict[str, tuple | None]:
+        """The arrays of :meth:`state`, by name, with their shapes for
+        parameters of ``shapes`` (None: the step count, an int64 scalar)."""
+        spec = {"t": None}
+        if self.momentum:
+            spec.update({f"velocity_{k}": s for k, s in shapes.items()})
+        return spec
+
     def state(self) -> dict[str, np.ndarray]:
-        """The arrays to checkpoint, by name."""
-        return {f"velocity_{k}": v for k, v in self.velocity.items()}
+        """The arrays to checkpoint, by name: the step count, and the
+        velocities once there are some."""
+        return {"t": np.array(self.t), **{f"velocity_{k}": v for k, v in self.velocity.items()}}
+
+    def load_state(self, arrays: dict[str, np.ndarray], shapes: dict[str, tuple] | None = None,
+                   steps: int | None = None) -> None:
+        """Take back :meth:`state`. Given the parameters' ``shapes`` and the
+        ``steps`` the run has taken, the state is checked against them first:
+        a ValueError when an array is missing or the count disagrees."""
+        t = _step_count(arrays, steps)
+        velocity = {k[len("velocity_"):]: v for k, v in arrays.items()
+                    if k.startswith("velocity_")}
+        if self.momentum and t and shapes is not None:
+            _require_all("velocity", velocity, shapes)
+        self.t = t
+        self.velocity = {k: v.copy() for k, v in velocity.items()}
 
     def map_state(self, move) -> None:
         """Replace every state array a by ``move(a)``: moves the state between
         the CPU and a GPU (see :mod:`handprop.backend`)."""
         self.velocity = {k: move(v) for k, v in self.velocity.items()}
         self._scratch = {k: move(v) for k, v in self._scratch.items()}
-
-    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.velocity = {k[len("velocity_"):]: v.copy() for k, v in arrays.items()
-                         if k.startswith("velocity_")}
 
     def config(self) -> dict:
         return {"optimizer": self.name, "momentum": self.momentum, "nesterov": self.nesterov}
@@ -177,6 +202,12 @@ class Adam:
             s *= lr_t
             p -= s
 
+    def state_spec(self, shapes: dict[str, tuple]) -> dict[str, tuple | None]:
+        """The arrays of :meth:`state`, by name, with their shapes for
+        parameters of ``shapes`` (None: the step count, an int64 scalar)."""
+        return {"t": None, **{f"m_{k}": s for k, s in shapes.items()},
+                **{f"v_{k}": s for k, s in shapes.items()}}
+
     def state(self) -> dict[str, np.ndarray]:
         """The arrays to checkpoint: both moments and the step count."""
         out = {f"m_{k}": v for k, v in self.m.items()}
@@ -184,10 +215,20 @@ class Adam:
         out["t"] = np.array(self.t)
         return out
 
-    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.t = int(arrays["t"]) if "t" in arrays else 0
-        self.m = {k[2:]: a.copy() for k, a in arrays.items() if k.startswith("m_")}
-        self.v = {k[2:]: a.copy() for k, a in arrays.items() if k.startswith("v_")}
+    def load_state(self, arrays: dict[str, np.ndarray], shapes: dict[str, tuple] | None = None,
+                   steps: int | None = None) -> None:
+        """Take back :meth:`state`. Given the parameters' ``shapes`` and the
+        ``steps`` the run has taken, the state is checked against them first:
+        a ValueError when a moment is missing or the count disagrees."""
+        t = _step_count(arrays, steps, required=True)
+        m = {k[2:]: a for k, a in arrays.items() if k.startswith("m_")}
+        v = {k[2:]: a for k, a in arrays.items() if k.startswith("v_")}
+        if t and shapes is not None:
+            _require_all("first moment", m, shapes)
+            _require_all("second moment", v, shapes)
+        self.t = t
+        self.m = {k: a.copy() for k, a in m.items()}
+        self.v = {k: a.copy() for k, a in v.items()}
         self._scratch = {k: np.empty_like(a) for k, a in self.m.items()}
 
     def map_state(self, move) -> None:
@@ -200,6 +241,27 @@ class Adam:
     def config(self) -> dict:
         return {"optimizer": self.name, "beta1": self.beta1, "beta2": self.beta2,
                 "epsilon": self.epsilon}
+
+
+def _step_count(arrays: dict, steps: int | None, *, required: bool = False) -> int:
+    """The state's step count, which must be the run's (when ``steps`` is
+    known); a state without one (handprop 0.2's SGD) takes the run's."""
+    if "t" not in arrays:
+        if required and steps:
+            raise ValueError("the optimizer's state has no step count")
+        return steps or 0
+    t = np.asarray(arrays["t"])
+    if t.shape != () or not np.issubdtype(t.dtype, np.integer) or (
+            steps is not None and int(t) != steps) or int(t) < 0:
+        raise ValueError(f"the optimizer's state counts {t.tolist()!r} steps, but the run has "
+                         f"taken {steps}")
+    return int(t)
+
+
+def _require_all(what: str, arrays: dict, shapes: dict) -> None:
+    missing = [k for k in shapes if k not in arrays]
+    if missing:
+        raise ValueError(f"the optimizer's state lacks the {what} of {', '.join(missing)}")
 
 
 def max_norm_(W: np.ndarray, c: float) -> None:

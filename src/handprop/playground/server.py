@@ -1,0 +1,200 @@
+"""The playground's server: a Flask application with a JSON API, and ``serve``.
+
+Each tab gets a run of its own; at most :data:`MAX_RUNS` runs are kept (the
+least recently used goes first), and every setting is bounded, so memory
+stays bounded whatever the page asks. Bad settings get a message, in JSON,
+which the page shows; the server goes on.
+
+API (JSON): ``GET /api/parameters`` (the parameter table, with the
+playground's defaults, and the data sets); ``POST /api/runs`` (settings)
+makes a run; ``POST /api/runs/ID/step`` ({"steps": n}) trains it; ``POST
+/api/runs/ID/math`` ({"x": .., "y": .., "label": a class, or a target})
+shows one point's passes; ``GET /api/runs/ID/model.npz``, ``/data.csv`` and
+``/command`` export it; ``GET /api/presets`` lists the assignment's
+experiments.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from .. import validate
+from ..errors import InputError
+from ..train import parameters as table
+from .runs import DATA_DEFAULTS, DATASETS, LIMITS, PRESETS, Run, parse_settings
+
+__all__ = ["create_app", "serve", "Runs", "NoSuchRun", "MAX_RUNS"]
+
+STATIC = Path(__file__).parent / "static"
+#: Runs kept at once; the least recently used is dropped first.
+MAX_RUNS = 12
+
+
+# --------------------------------------------------------------------------
+# The server
+# --------------------------------------------------------------------------
+
+
+class NoSuchRun(LookupError):
+    """A run that was dropped (too many tabs) or never existed."""
+
+
+class Runs:
+    """The runs of every tab, the least recently used dropped beyond ``limit``."""
+
+    def __init__(self, limit: int = MAX_RUNS) -> None:
+        self.limit = limit
+        self.runs: OrderedDict[str, Run] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def add(self, run: Run) -> str:
+        key = secrets.token_hex(8)
+        with self.lock:
+            self.runs[key] = run
+            while len(self.runs) > self.limit:
+                self.runs.popitem(last=False)
+        return key
+
+    def get(self, key: str) -> Run:
+        with self.lock:
+            run = self.runs.get(key)
+            if run is None:
+                raise NoSuchRun(key)
+            self.runs.move_to_end(key)
+            return run
+
+
+def create_app(limit: int = MAX_RUNS):
+    """The Flask application: the page, its assets and the JSON API."""
+    try:
+        from flask import Flask, Response, jsonify, request, send_from_directory
+    except ImportError:
+        raise ImportError("handprop playground needs Flask: pip install "
+                          "'handprop[playground]'") from None
+
+    app = Flask(__name__, static_folder=None)
+    runs = Runs(limit)
+    app.config["RUNS"] = runs
+
+    def body() -> dict:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise InputError("the request must be a JSON object")
+        return data
+
+    @app.errorhandler(InputError)
+    def bad_input(exc):
+        return jsonify(error=str(exc)), 400
+
+    @app.errorhandler(NoSuchRun)
+    def no_run(exc):
+        return jsonify(error="no such run: it was dropped (too many tabs) or the server "
+                             "restarted; reset to start a new one"), 404
+
+    @app.errorhandler(MemoryError)
+    def out_of_memory(exc):
+        return jsonify(error="out of memory: ask for a smaller net or fewer points"), 400
+
+    @app.get("/")
+    def index():
+        return send_from_directory(STATIC, "index.html")
+
+    @app.get("/favicon.ico")
+    def favicon():
+        return "", 204
+
+    @app.get("/static/<path:name>")
+    def static(name):
+        return send_from_directory(STATIC, name)
+
+    @app.get("/api/presets")
+    def presets():
+        return jsonify(presets=PRESETS, defaults=_defaults(), limits=LIMITS)
+
+    @app.get("/api/parameters")
+    def parameters():
+        return jsonify(parameters=table.to_json("playground"), data=DATA_DEFAULTS,
+                       datasets={d.name: {"regression": d.regression,
+                                          "k_classes": d.k_classes, "help": d.help}
+                                 for d in DATASETS.values()},
+                       limits=LIMITS)
+
+    @app.post("/api/runs")
+    def new_run():
+        run = Run(parse_settings(body()))
+        return jsonify(id=runs.add(run), state=run.state())
+
+    @app.post("/api/runs/<key>/step")
+    def step(key):
+        run = runs.get(key)
+        run.advance(body().get("steps", 10))
+        return jsonify(state=run.state())
+
+    @app.post("/api/runs/<key>/math")
+    def math_(key):
+        data = body()
+        return jsonify(runs.get(key).math(data.get("x"), data.get("y"), data.get("label", 1)))
+
+    @app.get("/api/runs/<key>/command")
+    def command(key):
+        return jsonify(command=runs.get(key).command())
+
+    @app.get("/api/runs/<key>/data.csv")
+    def data(key):
+        return Response(runs.get(key).data_csv(), mimetype="text/csv",
+                        headers={"Content-Disposition": "attachment; filename=data.csv"})
+
+    @app.get("/api/runs/<key>/model.npz")
+    def model(key):
+        return Response(runs.get(key).model_bytes(), mimetype="application/octet-stream",
+                        headers={"Content-Disposition": "attachment; filename=model.npz"})
+
+    return app
+
+
+def _defaults() -> dict:
+    """Every setting's default on the page: the data's, and the table's."""
+    out = dict(DATA_DEFAULTS)
+    for p in table.to_json("playground"):
+        out[p["name"]] = p["text"]
+    return out
+
+
+def serve(host: str = "127.0.0.1", port: int = 8050, open_browser: bool = True) -> None:
+    """Serve the playground until interrupted, printing its address."""
+    import logging
+    import socket
+
+    port = validate.number("port", port, low=0, high=65535, integer=True)
+    app = create_app()  # first: it says when Flask is missing
+
+    from werkzeug.serving import make_server
+
+    # The socket is bound here, not by werkzeug, which prints a failure and
+    # exits: a host that does not resolve or a port in use is an OSError
+    # that names them (the CLI's one line).
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listener = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise OSError(f"cannot serve the playground on {host}:{port}: "
+                      f"{exc.strerror or exc}") from None
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per step
+    with listener:
+        server = make_server(host, port, app, threaded=True, fd=listener.fileno())
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    url = f"http://{f'[{shown}]' if ':' in shown else shown}:{server.port}/"
+    print(f"handprop playground: {url} (Ctrl-C stops it)", flush=True)
+    if open_browser and not os.environ.get("HANDPROP_NO_BROWSER"):
+        import webbrowser
+
+        threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
