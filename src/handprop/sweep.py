@@ -184,9 +184,9 @@ class Space:
         return space
 
 
-def _context(dataset: str) -> str:
-    """Where the table's defaults differ: two moons (small, many epochs)."""
-    return "moons" if dataset.startswith("moons") else dataset
+def _context(dataset: str) -> str | None:
+    """Where the table's defaults differ (two moons: many epochs)."""
+    return parameters.dataset_context(dataset)
 
 
 def trial_values(p: dict, *, context: str | None = None) -> tuple[dict, dict]:

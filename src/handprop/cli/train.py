@@ -63,11 +63,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def _context(dataset: str) -> str:
-    """Where the table's defaults differ: two moons (small, many epochs)."""
-    return "moons" if dataset.startswith("moons") else dataset
-
-
 def _labels(text: str | None) -> list | None:
     """--label's columns: names, or integer indices."""
     if text is None:
@@ -101,7 +96,7 @@ def _given(args: argparse.Namespace) -> dict:
 def _run_of(args: argparse.Namespace, given: dict) -> Run:
     """The run that the options describe, validated by the parameter table."""
     dataset = args.dataset or "moons"
-    net, settings = table.resolve(given, context=_context(dataset))
+    net, settings = table.resolve(given, context=table.dataset_context(dataset))
     net["hidden"] = list(net["hidden"])
     return Run(dataset, _labels(args.label), net, RunSettings(**settings))
 

@@ -63,6 +63,11 @@ class SGD:
         self.velocity: dict[str, np.ndarray] = {}
         self._scratch: dict[str, np.ndarray] = {}
 
+    @classmethod
+    def from_settings(cls, settings) -> SGD:
+        """An SGD of a run's settings (:class:`handprop.RunSettings`)."""
+        return cls(settings.momentum, settings.nesterov)
+
     def grad_scale(self, lr: float) -> float:
         """The scale of the gradients that makes :meth:`step` cheapest: ``lr``."""
         return lr
@@ -169,6 +174,11 @@ class Adam:
         self.m: dict[str, np.ndarray] = {}
         self.v: dict[str, np.ndarray] = {}
         self._scratch: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def from_settings(cls, settings) -> Adam:
+        """An Adam of a run's settings (:class:`handprop.RunSettings`)."""
+        return cls(settings.betas[0], settings.betas[1], settings.epsilon)
 
     def grad_scale(self, lr: float) -> float:
         """Adam needs the gradients themselves: 1."""
@@ -278,13 +288,13 @@ def max_norm_(W: np.ndarray, c: float) -> None:
         W[over] *= (c / norms[over])[:, None].astype(W.dtype)
 
 
-OPTIMIZERS = ("sgd", "adam")
+#: The optimizers by name: the parameter table's choices for ``optimizer``.
+OPTIMIZERS: dict[str, type] = {cls.name: cls for cls in (SGD, Adam)}
 
 
 def make_optimizer(name: str = "sgd", **kwargs) -> SGD | Adam:
     """An optimizer by name: "sgd" (momentum, nesterov) or "adam" (beta1, beta2, epsilon)."""
-    if name == "sgd":
-        return SGD(**kwargs)
-    if name == "adam":
-        return Adam(**kwargs)
-    raise InputError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+    if name not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {name!r}; expected one of "
+                         f"{', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](**kwargs)

@@ -46,7 +46,7 @@ from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 
 __all__ = ["Parameter", "PARAMETERS", "NET", "RUN", "add_options", "resolve", "to_json",
-           "per_matrix", "sweep_names"]
+           "per_matrix", "sweep_names", "dataset_context", "names_in"]
 
 #: The kinds of value a parameter takes.
 KINDS = ("int", "float", "choice", "flag", "layers", "lambdas", "rates", "pair", "kinds")
@@ -297,7 +297,7 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     _P("batch_size", "int", 100, "minibatch size K", low=1, where={"playground": 20},
        why="the playground's data sets have a few hundred points", metavar="K"),
     _P("lr", "float", 0.1, "the learning rate (for adam, 0.001 suits)", low=0, low_open=True),
-    _P("optimizer", "choice", "sgd", "sgd (with momentum) or adam", choices=OPTIMIZERS),
+    _P("optimizer", "choice", "sgd", "sgd (with momentum) or adam", choices=tuple(OPTIMIZERS)),
     _P("momentum", "float", 0.9, "sgd's momentum", low=0, high=1, high_open=True),
     _P("nesterov", "flag", False, "Nesterov's momentum (sgd)"),
     _P("betas", "pair", (0.9, 0.999), "adam's decay rates of its two moments", low=0, high=1,
@@ -329,6 +329,16 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
 #: The names of the net's parameters (MLP's arguments), and of the run's.
 NET = tuple(n for n, p in PARAMETERS.items() if p.part == "net")
 RUN = tuple(n for n, p in PARAMETERS.items() if p.part == "run")
+
+
+def dataset_context(dataset: str) -> str | None:
+    """The context whose defaults a data set takes: "moons" for the two-moons
+    sets (small, so they need many epochs), else none.
+
+    >>> dataset_context("moons-small"), dataset_context("mnist")
+    ('moons', None)
+    """
+    return "moons" if dataset.startswith("moons") else None
 
 
 def resolve(values: dict, *, context: str | None = None,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, fields
 
 from ..core.penalty import ElasticNet
 from ..errors import InputError, InputTypeError
-from .optimizers import SGD, Adam
+from .optimizers import OPTIMIZERS, SGD, Adam
 from .parameters import PARAMETERS, RUN
 from .schedules import Schedule, make_schedule
 
@@ -114,10 +114,9 @@ class RunSettings:
     # -- what the run is made of ----------------------------------------------
 
     def make_optimizer(self) -> SGD | Adam:
-        """A fresh optimizer of these settings."""
-        if self.optimizer == "sgd":
-            return SGD(self.momentum, self.nesterov)
-        return Adam(self.betas[0], self.betas[1], self.epsilon)
+        """A fresh optimizer of these settings (each optimizer reads its own
+        from them: :data:`handprop.train.optimizers.OPTIMIZERS`)."""
+        return OPTIMIZERS[self.optimizer].from_settings(self)
 
     def make_schedule(self) -> Schedule:
         """The learning-rate schedule, starting at ``lr`` (a copy of a given
