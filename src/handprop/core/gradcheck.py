@@ -161,6 +161,56 @@ _STENCILS = {
 }
 
 
+def _differences(flat: np.ndarray, index: np.ndarray, stencil, eps: float, loss_at):
+    """The central differences of the loss at the entries ``index`` of a
+    parameter (``flat``, a view), each entry restored after its own; and
+    which of them moved a kink. ``loss_at(flat, i, value)`` gives the loss
+    with entry i set to value."""
+    numerical = np.empty(index.size)
+    kink = np.zeros(index.size, dtype=bool)
+    for j, i in enumerate(index):
+        orig = flat[i]
+        total = 0.0
+        try:
+            for offset, weight in stencil:
+                (plus, moved_up), (minus, moved_down) = (
+                    loss_at(flat, i, orig + offset * eps), loss_at(flat, i, orig - offset * eps))
+                kink[j] |= moved_up or moved_down
+                total += weight * (plus - minus)
+        finally:
+            flat[i] = orig
+        numerical[j] = total / eps
+    return numerical, kink
+
+
+def _notes(checks, loss: float, eps: float, reach: float, order: int, tol: float) -> list[str]:
+    """What the report says besides the table: the entries left out for a
+    kink, and whether every failure is within round-off."""
+    notes = []
+    n_kinks = sum(int(c.kink.sum()) for c in checks)
+    if n_kinks:
+        notes.append(
+            f"{n_kinks} entries straddled a kink (a pre-activation or an L1-penalized weight "
+            f"within {reach:g} of 0) and are left out of the maximum."
+        )
+    # What round-off alone can do to a difference quotient: about u |L| / eps.
+    roundoff = np.finfo(np.float64).eps * max(abs(loss), 1.0) / eps
+    failing = [c for c in checks if np.any((c.rel_error > tol) & ~c.kink)]
+    if failing and all(
+        np.all(np.abs(c.analytic - c.numerical)[(c.rel_error > tol) & ~c.kink] <= 10 * roundoff)
+        for c in failing
+    ):
+        advice = (
+            "rerun with order=4 and eps=1e-3 (CLI: --order 4 --eps 1e-3) to tell round-off "
+            "from a wrong formula." if order == 2 else "float64 can do no better for them."
+        )
+        notes.append(
+            f"Every failing entry is a tiny gradient whose absolute error (at most "
+            f"{10 * roundoff:.1e}) is within the round-off of the difference quotient; {advice}"
+        )
+    return notes
+
+
 def gradcheck(
     net: MLP,
     X,
@@ -247,6 +297,13 @@ def gradcheck(
     rng = np.random.default_rng(seed)
     kinked = net64.activation in KINKED
     base_pattern = _kink_pattern(net64, X_seen, masks) if kinked else None
+
+    def loss_at(flat, i, value) -> tuple[float, bool]:
+        """The loss with entry i set to ``value``, and whether a kink moved."""
+        flat[i] = value
+        moved = kinked and not np.array_equal(_kink_pattern(net64, X_seen, masks), base_pattern)
+        return net64.loss(X, y, penalty, **options), moved
+
     checks = []
     for name in net64.param_names:
         p = net64.params[name]
@@ -256,57 +313,12 @@ def gradcheck(
         else:
             index = np.arange(flat.size)
         l1 = penalty.lambdas(name)[0] if (penalty is not None and name[0] == "W") else 0.0
-        numerical = np.empty(index.size)
-        kink = np.zeros(index.size, dtype=bool)
-        for j, i in enumerate(index):
-            orig = flat[i]
-            total = 0.0
-            try:
-                for offset, weight in stencil:
-                    side = []
-                    for step in (offset * eps, -offset * eps):
-                        flat[i] = orig + step
-                        side.append(net64.loss(X, y, penalty, **options))
-                        if kinked and not np.array_equal(
-                                _kink_pattern(net64, X_seen, masks), base_pattern):
-                            kink[j] = True
-                    total += weight * (side[0] - side[1])
-            finally:
-                flat[i] = orig
-            numerical[j] = total / eps
-            if l1 and abs(orig) <= reach:
-                kink[j] = True
+        numerical, kink = _differences(flat, index, stencil, eps, loss_at)
+        kink |= (np.abs(flat[index]) <= reach) & bool(l1)
         analytic = grads[name].reshape(-1)[index]
-        checks.append(ParamCheck(
-            name=name,
-            shape=p.shape,
-            index=index,
-            analytic=analytic,
-            numerical=numerical,
-            rel_error=relative_error(analytic, numerical),
-            kink=kink,
-        ))
-    notes = []
-    n_kinks = sum(int(c.kink.sum()) for c in checks)
-    if n_kinks:
-        notes.append(
-            f"{n_kinks} entries straddled a kink (a pre-activation or an L1-penalized weight "
-            f"within {reach:g} of 0) and are left out of the maximum."
-        )
-    # What round-off alone can do to a difference quotient: about u |L| / eps.
-    roundoff = np.finfo(np.float64).eps * max(abs(loss), 1.0) / eps
-    failing = [c for c in checks if np.any((c.rel_error > tol) & ~c.kink)]
-    if failing and all(
-        np.all(np.abs(c.analytic - c.numerical)[(c.rel_error > tol) & ~c.kink] <= 10 * roundoff)
-        for c in failing
-    ):
-        advice = (
-            "rerun with order=4 and eps=1e-3 (CLI: --order 4 --eps 1e-3) to tell round-off "
-            "from a wrong formula." if order == 2 else "float64 can do no better for them."
-        )
-        notes.append(
-            f"Every failing entry is a tiny gradient whose absolute error (at most "
-            f"{10 * roundoff:.1e}) is within the round-off of the difference quotient; {advice}"
-        )
+        checks.append(ParamCheck(name=name, shape=p.shape, index=index, analytic=analytic,
+                                 numerical=numerical,
+                                 rel_error=relative_error(analytic, numerical), kink=kink))
+    notes = _notes(checks, loss, eps, reach, order, tol)
     return GradcheckReport(checks=checks, eps=float(eps), order=order, tol=float(tol), loss=loss,
                            K=int(X.shape[0]), notes=notes)
