@@ -285,9 +285,9 @@ def test_a_read_only_output_folder_gives_one_line(tmp_path):
 
 
 def test_a_checkpoint_written_by_handprop_0_2_resumes_bit_for_bit(tmp_path):
-    # tests/data/checkpoint-0.2: a run stopped by SIGINT in its second epoch,
-    # minibatch 11,284 of 20,000, by handprop 0.2 (make.py there, with
-    # handprop 0.2 on the path): its format counts the epoch's errors where
+    # tests/data/checkpoint-0.2 (its README says how it was made): a run
+    # stopped by SIGINT in its second epoch, minibatch 11,284 of 20,000, by
+    # handprop 0.2: its format counts the epoch's errors where
     # 0.3 records a tally, and its SGD state has no step count
     import shutil
 
