@@ -98,3 +98,47 @@ def test_handprop_export_writes_a_model_file_as_onnx(tmp_path):
     r = subprocess.run([sys.executable, "-m", "handprop", "export", str(tmp_path / "none.npz"),
                         str(tmp_path / "x.onnx")], capture_output=True, text=True)
     assert r.returncode == 2 and "no such model file" in r.stderr
+
+
+_ONLY_THE_IMPORT_CHANGED = """
+import warnings
+import numpy as np
+{first}
+from sklearn.datasets import load_iris
+X, y = load_iris(return_X_y=True)
+X = X.astype(np.float32)
+warnings.simplefilter("ignore")
+clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0).fit(X, y)
+reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=30, random_state=0).fit(X, X[:, 0])
+import onnxruntime as rt
+for est, name in ((clf, "probabilities"), (reg, "variable")):
+    options = {{"zipmap": False}} if name == "probabilities" else None
+    graph = to_onnx(est, X[:1], options=options)
+    sess = rt.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {{"X": X}})))
+    got = out["probabilities"] if name == "probabilities" else out["variable"].ravel()
+    want = est.predict_proba(X) if name == "probabilities" else est.predict(X)
+    assert np.allclose(got, want, atol=1e-5), name
+print("converted")
+"""
+
+
+@pytest.mark.parametrize("first", [
+    "from handprop import MLPClassifier, MLPRegressor\nfrom skl2onnx import to_onnx",
+    "from skl2onnx import to_onnx\nfrom handprop import MLPClassifier, MLPRegressor",
+], ids=["handprop first", "skl2onnx first"])
+def test_skl2onnx_converts_with_only_the_import_changed(first):
+    # scikit-learn's own code path: skl2onnx.to_onnx, with no call to
+    # handprop.onnx.register, whichever is imported first (a fresh process,
+    # so that no earlier test has registered anything)
+    r = subprocess.run([sys.executable, "-c", _ONLY_THE_IMPORT_CHANGED.format(first=first)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "converted", r.stderr[-2000:]
+
+
+def test_importing_handprop_imports_nothing_of_skl2onnx_or_sklearn():
+    r = subprocess.run([sys.executable, "-c", "import sys, handprop; from handprop import MLP, "
+                        "fit; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+                        "('skl2onnx', 'sklearn', 'onnx')))"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
