@@ -8,6 +8,7 @@ where the results go.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -164,9 +165,8 @@ def _resume_run(args: argparse.Namespace, folder: Path) -> Run:
             a, b = saved.net[k], now_net[k]
             text = table.PARAMETERS[k].text
             diffs.append(f"--{k} (run {text(a)}, now {text(b)})")
-    for f in ("epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov", "betas",
-              "epsilon", "schedule", "penalty", "patience", "seed", "dropout", "max_norm",
-              "label_smoothing", "augment"):
+    for f in dataclasses.fields(RunSettings):  # every setting, a new one included
+        f = f.name
         a, b = getattr(saved.settings, f), getattr(now, f)
         if a != b:
             option = "--l1/--l2" if f == "penalty" else "--" + f.replace("_", "-")

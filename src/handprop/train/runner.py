@@ -330,6 +330,12 @@ class Runner:
             if not isinstance(saved, dict) or not isinstance(saved.get("net"), dict):
                 raise InputError(f"{ckpt.path_in(folder)}: a damaged checkpoint: it does not "
                                  f"record its run's settings")
+            if isinstance(saved.get("run"), dict):
+                # a setting added since the checkpoint was written is at its
+                # default there: the run it records had no other value
+                defaults = RunSettings().to_dict()
+                saved = {**saved, "run": {**{k: v for k, v in defaults.items()
+                                             if k not in saved["run"]}, **saved["run"]}}
             diffs.extend(ckpt.differences(saved, self.record))
             if diffs and not force:
                 raise ckpt.ResumeMismatch(
