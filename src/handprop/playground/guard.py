@@ -4,9 +4,9 @@ The server (:mod:`handprop.playground.server`) trains nets in request
 threads. Left alone, each request thread that reaches NumPy's BLAS takes a
 slot of OpenBLAS's thread metadata and a buffer of tens of megabytes: a
 thread per request (Flask's development server) under 150 clients ran
-OpenBLAS past its compiled thread limit, which ends in "double free or
-corruption", and kept gigabytes after the load. This module bounds every
-part of that:
+OpenBLAS past its compiled thread limit ("precompiled NUM_THREADS
+exceeded"), after which glibc aborted the process on a corrupted heap, and
+kept gigabytes after the load. This module bounds every part of that:
 
 - :class:`Gate`: at most :data:`MAX_MATH` requests run a run's math at once
   (every ``/api/runs`` request); the others wait, at most :data:`WAIT`
@@ -25,9 +25,11 @@ part of that:
   number of too many digits, and NaN, before Python's parser sees it;
 - :func:`json_provider`: every reply is JSON that any parser reads: NaN and
   infinities are sent as ``null``;
-- :func:`error_reply`: every error is a JSON reply ``{"error": message}``,
-  the message cut to :data:`MAX_MESSAGE` characters, whatever raised it (a
-  bad setting, a route that does not exist, a bug, waitress itself).
+- :func:`shorten` and :func:`error_json`: every error is a JSON reply
+  ``{"error": message}``, the message cut to :data:`MAX_MESSAGE`
+  characters, whatever raised it (a bad setting, a route that does not
+  exist, a bug: the server's error handlers; waitress itself: its error
+  task, here).
 """
 
 from __future__ import annotations
@@ -36,14 +38,14 @@ import json
 import math
 import os
 import threading
-from contextlib import contextmanager
 
 from ..errors import InputError
 from ..files import parse_json
 
-__all__ = ["MAX_BODY", "MAX_MATH", "MAX_MESSAGE", "THREADS", "CONNECTIONS", "WAIT", "Busy",
-           "Gate", "blas_threads", "cpus", "error_reply", "json_safe",
-           "json_provider", "limit_blas", "read_json", "return_freed_memory", "serve_wsgi", "shorten"]
+__all__ = ["MAX_BODY", "MAX_MATH", "MAX_MESSAGE", "THREADS", "CONNECTIONS", "WAIT",
+           "MMAP_THRESHOLD", "Busy", "Gate", "blas_threads", "cpus", "error_json",
+           "json_provider", "json_safe", "limit_blas", "read_json", "return_freed_memory",
+           "serve_wsgi", "shorten", "too_large"]
 
 #: The largest request body, in bytes. The page's largest request is a run's
 #: settings (well under 10 KB); parsing 256 KiB of JSON takes under 0.1 s.
@@ -135,14 +137,6 @@ class Gate:
     def release(self) -> None:
         self._places.release()
 
-    @contextmanager
-    def held(self):
-        self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
-
 
 # --------------------------------------------------------------------------
 # JSON in, JSON out
@@ -202,21 +196,19 @@ def json_provider():
     return JSONProvider
 
 
-def error_reply(status: int, message: str) -> tuple[str, int, dict]:
-    """A JSON error reply: (body, status, headers), for Flask or waitress."""
-    body = json.dumps({"error": shorten(message)})
-    return body, status, {"Content-Type": "application/json"}
+def too_large(limit: int = MAX_BODY) -> str:
+    """What a request over the body limit is told."""
+    return f"the request is larger than the playground's limit of {limit >> 10} KiB"
+
+
+def error_json(message: str) -> str:
+    """The JSON of an error reply, its message shortened."""
+    return json.dumps({"error": shorten(message)})
 
 
 # --------------------------------------------------------------------------
 # The WSGI server
 # --------------------------------------------------------------------------
-
-
-#: What waitress's own refusals say, by status (it refuses before the app is called).
-_WAITRESS_MESSAGES = {
-    413: f"the request is larger than the playground's limit of {MAX_BODY >> 10} KiB",
-}
 
 
 def serve_wsgi(app, listener, *, threads: int = THREADS, connections: int = CONNECTIONS,
@@ -238,12 +230,12 @@ def serve_wsgi(app, listener, *, threads: int = THREADS, connections: int = CONN
 
         def execute(self) -> None:
             error = self.request.error
-            message = _WAITRESS_MESSAGES.get(error.code, f"{error.reason}: {error.body}")
-            body, _, headers = error_reply(error.code, message)
+            message = (too_large(max_body) if error.code == 413 else
+                       f"{error.reason}: {error.body}")
             self.status = f"{error.code} {error.reason}"
-            self.response_headers.extend(headers.items())
+            self.response_headers.append(("Content-Type", "application/json"))
             self.set_close_on_finish()
-            data = body.encode("utf-8")
+            data = error_json(message).encode("utf-8")
             self.content_length = len(data)
             self.write(data)
 

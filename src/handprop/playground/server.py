@@ -131,12 +131,14 @@ def create_app(limit: int = MAX_RUNS):
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):
-        return error(f"the request is larger than the playground's limit of "
-                     f"{guard.MAX_BODY >> 10} KiB", 413)
+        return error(guard.too_large(), 413)
 
     @app.errorhandler(HTTPException)
     def http_error(exc):  # a route that does not exist, a method it does not take
-        return error(f"{exc.name}: {exc.description}", exc.code or 500)
+        reply, status = error(f"{exc.name}: {exc.description}", exc.code or 500)
+        reply.headers.extend((k, v) for k, v in exc.get_headers()  # Allow, for a 405
+                             if k.lower() != "content-type")
+        return reply, status
 
     @app.errorhandler(Exception)
     def bug(exc):  # a bug in handprop: its traceback goes to the log, the page gets JSON
