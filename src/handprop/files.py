@@ -478,11 +478,12 @@ MAX_NESTING = 64
 MAX_DIGITS = 100
 
 
-def check_structure(text: str, where: str, *, toml: bool = False) -> None:
+def check_structure(text: str, where: str, *, toml: bool = False,
+                    kind: str = "a file handprop writes") -> None:
     """Refuse a JSON or TOML text nested deeper than :data:`MAX_NESTING` or
     holding a number of more than :data:`MAX_DIGITS` digits, before it is
-    parsed (an InputError that says where). Strings are skipped: what they
-    hold is text."""
+    parsed (an InputError that says where, and that the text is not ``kind``).
+    Strings are skipped: what they hold is text."""
     depth = top = digits = 0
     quote = None
     i, n = 0, len(text)
@@ -502,8 +503,7 @@ def check_structure(text: str, where: str, *, toml: bool = False) -> None:
             depth += 1
             top = max(top, depth)
             if top > MAX_NESTING:
-                raise InputError(f"{where}: nested more than {MAX_NESTING} deep: not a file "
-                                 f"handprop writes")
+                raise InputError(f"{where}: nested more than {MAX_NESTING} deep: not {kind}")
         elif c in "]}":
             depth -= 1
         elif toml and c == "#":  # a comment runs to the end of the line
@@ -520,13 +520,13 @@ def check_structure(text: str, where: str, *, toml: bool = False) -> None:
         i += 1
 
 
-def parse_json(text: str, where: str):
+def parse_json(text: str, where: str, *, kind: str = "a file handprop writes"):
     """``json.loads`` of a text checked by :func:`check_structure` first; an
     InputError names ``where`` and the problem. NaN and infinities (which
     JSON does not have) are refused too."""
     import json
 
-    check_structure(text, where)
+    check_structure(text, where, kind=kind)
 
     def constant(name):
         raise InputError(f"{where}: {name} is not a JSON number")

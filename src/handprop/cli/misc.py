@@ -49,9 +49,10 @@ def run_playground(args: argparse.Namespace) -> int:
     from ..playground import serve
 
     try:
-        serve(args.host, args.port, open_browser=not args.no_browser)
+        serve(args.host, args.port, open_browser=not args.no_browser)  # until Ctrl-C
     except KeyboardInterrupt:
-        print("handprop playground: stopped", file=sys.stderr)
+        pass
+    print("handprop playground: stopped", file=sys.stderr)
     return 0
 
 

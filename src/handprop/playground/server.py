@@ -12,6 +12,13 @@ makes a run; ``POST /api/runs/ID/step`` ({"steps": n}) trains it; ``POST
 shows one point's passes; ``GET /api/runs/ID/model.npz``, ``/data.csv`` and
 ``/command`` export it; ``GET /api/presets`` lists the assignment's
 experiments.
+
+Under load (:mod:`handprop.playground.guard`): the math of at most
+``guard.MAX_MATH`` requests runs at once (every ``/api/runs`` request waits
+at a gate), a body may hold at most ``guard.MAX_BODY`` bytes, every reply is
+JSON without NaN, and every error is a JSON reply ``{"error": message}``.
+``serve`` runs the app on waitress, with a fixed pool of threads and the
+BLAS threads of the process bounded.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 from .. import validate
 from ..errors import InputError
 from ..train import parameters as table
+from . import guard
 from .runs import DATA_DEFAULTS, DATASETS, LIMITS, PRESETS, Run, parse_settings
 
 __all__ = ["create_app", "serve", "Runs", "NoSuchRun", "MAX_RUNS"]
@@ -76,28 +84,68 @@ def create_app(limit: int = MAX_RUNS):
         raise ImportError("handprop playground needs Flask: pip install "
                           "'handprop[playground]'") from None
 
+    from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
     app = Flask(__name__, static_folder=None)
+    app.json = guard.json_provider()(app)  # NaN and infinities as null
+    app.config["MAX_CONTENT_LENGTH"] = guard.MAX_BODY
     runs = Runs(limit)
     app.config["RUNS"] = runs
+    gate = app.config["GATE"] = guard.Gate()
 
     def body() -> dict:
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            raise InputError("the request must be a JSON object")
-        return data
+        return guard.read_json(request)
+
+    # A run's math (every request about runs) waits at the gate; the page,
+    # its assets and the tables do not.
+    @app.before_request
+    def enter():
+        if request.path.startswith("/api/runs"):
+            gate.acquire()
+            request.environ["handprop.gated"] = True
+
+    @app.teardown_request
+    def leave(exc):
+        if request.environ.pop("handprop.gated", False):
+            gate.release()
+
+    def error(message: str, status: int):
+        return jsonify(error=guard.shorten(message)), status
 
     @app.errorhandler(InputError)
     def bad_input(exc):
-        return jsonify(error=str(exc)), 400
+        return error(str(exc), 400)
 
     @app.errorhandler(NoSuchRun)
     def no_run(exc):
-        return jsonify(error="no such run: it was dropped (too many tabs) or the server "
-                             "restarted; reset to start a new one"), 404
+        return error("no such run: it was dropped (too many tabs) or the server restarted; "
+                     "reset to start a new one", 404)
 
     @app.errorhandler(MemoryError)
     def out_of_memory(exc):
-        return jsonify(error="out of memory: ask for a smaller net or fewer points"), 400
+        return error("out of memory: ask for a smaller net or fewer points", 400)
+
+    @app.errorhandler(guard.Busy)
+    def busy(exc):
+        return error(str(exc), 503)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc):
+        return error(guard.too_large(), 413)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):  # a route that does not exist, a method it does not take
+        reply, status = error(f"{exc.name}: {exc.description}", exc.code or 500)
+        reply.headers.extend((k, v) for k, v in exc.get_headers()  # Allow, for a 405
+                             if k.lower() != "content-type")
+        return reply, status
+
+    @app.errorhandler(Exception)
+    def bug(exc):  # a bug in handprop: its traceback goes to the log, the page gets JSON
+        app.logger.error("a bug in handprop on %s %s", request.method, request.path,
+                         exc_info=exc)
+        return error(f"a bug in handprop ({type(exc).__name__}); the server's log has its "
+                     f"traceback", 500)
 
     @app.get("/")
     def index():
@@ -165,36 +213,47 @@ def _defaults() -> dict:
 
 
 def serve(host: str = "127.0.0.1", port: int = 8050, open_browser: bool = True) -> None:
-    """Serve the playground until interrupted, printing its address."""
+    """Serve the playground until interrupted (Ctrl-C), printing its address.
+
+    The server is waitress (:func:`guard.serve_wsgi`), not Flask's
+    development server, which starts a thread per request without limit:
+    each of them could enter BLAS, and under 150 clients OpenBLAS ran past
+    its thread limit and the process aborted."""
     import logging
     import socket
 
     port = validate.number("port", port, low=0, high=65535, integer=True)
     app = create_app()  # first: it says when Flask is missing
+    guard.limit_blas()  # each of the gate's requests gets its share of the cores
+    guard.return_freed_memory()  # memory goes back down after a load
 
-    from werkzeug.serving import make_server
-
-    # The socket is bound here, not by werkzeug, which prints a failure and
-    # exits: a host that does not resolve or a port in use is an OSError
-    # that names them (the CLI's one line).
+    # The socket is bound here, not by the WSGI server: a host that does not
+    # resolve or a port in use is an OSError that names them (the CLI's one
+    # line).
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        listener = socket.create_server((host, port), family=family)
+        listener = socket.create_server((host, port), family=family,
+                                        backlog=guard.CONNECTIONS)
     except OSError as exc:
         raise OSError(f"cannot serve the playground on {host}:{port}: "
                       f"{exc.strerror or exc}") from None
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per step
-    with listener:
-        server = make_server(host, port, app, threaded=True, fd=listener.fileno())
+    try:
+        server = guard.serve_wsgi(app, listener)
+    except BaseException:
+        listener.close()
+        raise
+    # waitress says when its queue of requests grows or its connections reach
+    # their limit: under load, that is the limits doing their work, not news.
+    logging.getLogger("waitress").setLevel(logging.ERROR)
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    url = f"http://{f'[{shown}]' if ':' in shown else shown}:{server.port}/"
+    url = f"http://{f'[{shown}]' if ':' in shown else shown}:{listener.getsockname()[1]}/"
     print(f"handprop playground: {url} (Ctrl-C stops it)", flush=True)
     if open_browser and not os.environ.get("HANDPROP_NO_BROWSER"):
         import webbrowser
 
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()
     try:
-        server.serve_forever()
+        server.run()  # until Ctrl-C, which waitress catches, stopping its threads
     finally:
-        server.server_close()
+        server.close()
 
