@@ -21,9 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.outputs import OUTPUTS
 from ..data.datasets import make_moons
 from ..errors import InputError
-from ..train.parameters import Parameter
+from ..train.parameters import PARAMETERS, Parameter
 
 __all__ = ["DATASETS", "DATA", "DATA_DEFAULTS", "FEATURES", "LIMITS", "Uploads", "Uploaded",
            "make_data", "features", "parse_features", "parse_csv"]
@@ -122,6 +123,14 @@ def make_data(kind: str, n: int, noise: float, seed: int,
     return X, y.astype(np.int64)
 
 
+def default_output(regression: bool) -> str:
+    """The output/loss pair of a data set when none is chosen: the table's
+    default, or for regression targets the first pair that does not classify."""
+    if not regression:
+        return PARAMETERS["output"].default_for("playground")
+    return next(p.name for p in OUTPUTS.values() if not p.classifies)
+
+
 def parse_features(value) -> list[str]:
     """The feature names of a setting ("x1,x2,x1x2", or a list), checked:
     at least one, each known, none twice; in :data:`FEATURES`' order."""
@@ -161,8 +170,10 @@ class Uploaded:
         return 1 if self.regression else int(self.y.max()) + 1
 
     def describe(self) -> dict:
+        """What the page is told of it; ``output`` is its default pair."""
         return {"name": self.name, "points": len(self.X), "regression": self.regression,
-                "classes": None if self.regression else self.classes}
+                "classes": None if self.regression else self.classes,
+                "output": default_output(self.regression)}
 
 
 def parse_csv(text: str) -> tuple[np.ndarray, np.ndarray, bool]:

@@ -26,7 +26,7 @@ from .. import validate
 from ..core import activations as act
 from ..core.gradcheck import gradcheck
 from ..core.network import MLP, forward
-from ..core.outputs import OUTPUTS, output_pair, outputs_for
+from ..core.outputs import output_pair, outputs_for
 from ..errors import InputError
 from ..train import parameters as table
 from ..train.history import Diverged
@@ -40,6 +40,7 @@ from .data import (
     FEATURES,
     LIMITS,
     Uploads,
+    default_output,
     features,
     make_data,
     parse_features,
@@ -123,8 +124,8 @@ def parse_settings(raw, uploads: Uploads | None = None) -> dict:
         raise InputError(f"{dataset} has two classes; more are drawn by "
                          f"{', '.join(d.name for d in DATASETS.values() if d.k_classes)}")
     values = {k: v for k, v in raw.items() if k in names}
-    if "output" not in values and regression:
-        values["output"] = next(p.name for p in OUTPUTS.values() if not p.classifies)
+    if "output" not in values:
+        values["output"] = default_output(regression)
     net, run = table.resolve(values, context="playground", text=True)
     hidden = net["hidden"]
     if len(hidden) > LIMITS["layers"] or max(hidden) > LIMITS["units"]:
@@ -166,7 +167,8 @@ def form() -> dict:
     return {"data_parameters": data, "parameters": table.to_json("playground"),
             "data": DATA_DEFAULTS, "shown_first": list(SHOWN_FIRST),
             "datasets": {d.name: {"regression": d.regression, "k_classes": d.k_classes,
-                                  "help": d.help} for d in DATASETS.values()},
+                                  "help": d.help, "output": default_output(d.regression)}
+                         for d in DATASETS.values()},
             "limits": LIMITS}
 
 
@@ -271,7 +273,14 @@ class Run:
     def history(self) -> list[dict]:
         """One record per epoch, epoch 0 (the untrained net) first; without
         the epochs' wall times, so that a run's record is the same each time."""
-        rows = [self.initial, *self.runner.history.to_dicts()]
+        return self.history_since(0)
+
+    def history_since(self, epoch: int) -> list[dict]:
+        """The records of the epochs from ``epoch`` on: the work of a step's
+        reply does not grow with the epochs before."""
+        records = self.runner.history
+        rows = ([self.initial] if epoch == 0 else []) + type(records)(
+            records[max(epoch - 1, 0):]).to_dicts()
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
     def _evaluate(self, epoch: int) -> dict:
@@ -415,7 +424,7 @@ class Run:
                 "steps": self.runner.steps_taken, "stopped": self.stopped, "box": self.box,
                 "grid": GRID, **self._regions(cache), "measure": self.net.pair.measure,
                 "network": self._network(), "last_batch": batch,
-                "history": _json_safe(self.history[since:]), "history_from": since,
+                "history": _json_safe(self.history_since(since)), "history_from": since,
                 "settings": self.settings, "changes": self.changes, "command": self.command(),
                 "best_epoch": self.runner.best_epoch,
             }

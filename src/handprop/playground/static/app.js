@@ -14,7 +14,7 @@ const MATH_UNITS = 8;  // units of a layer written out in the math panel
 const pg = {
   id: null, running: false, busy: false, state: null, points: null, history: [],
   math: null, mathPoint: null, mathLabel: null, mathBusy: false, stage: "forward",
-  renders: 0, table: null, params: {}, applied: null, notices: [], compare: null,
+  renders: 0, table: null, params: {}, applied: null, notices: [], compare: null, touched: new Set(),
   lastReplyBytes: 0,
 };
 window.playground = pg;  // for the tests and the curious
@@ -182,7 +182,9 @@ function problem(p, text, settings) {
     case "lambdas": {
       const vs = t.split(",").map(number);
       const layers = (settings.hidden || "").split(",").length + 1;
-      if (!vs.length || vs.some((v) => !Number.isFinite(v) || v < 0)) return bad();
+      if (!vs.length || vs.some((v) => !Number.isFinite(v))) return bad();
+      const negative = vs.find((v) => v < 0);  // the words of the server's check
+      if (negative !== undefined) return `${p.name} must be a number >= 0, got ${negative}`;
       if (vs.length !== 1 && vs.length !== layers) {
         return `${p.name} must be one lambda, or one per weight matrix (${layers} for this net), got ${vs.length}`;
       }
@@ -269,8 +271,22 @@ async function reset(note) {
   }
 }
 
+// The output/loss pair follows the data set (regression targets take their
+// own), unless the user chose one.
+function followDataset() {
+  if (pg.touched.has("output") || !pg.params.output) return;
+  const ds = fieldValue("dataset"), info = pg.table.datasets[ds];
+  const up = pg.uploads && pg.uploads[ds];
+  const output = info ? info.output : up ? up.output : null;
+  if (output) setField("output", output);
+}
+
 // A change of the form: the live settings go to the run, the others reset it.
-async function changed() {
+async function changed(event) {
+  const name = event && event.target && event.target.dataset.param
+    || (event && event.target && event.target.name || "").split(":")[0];
+  if (name) pg.touched.add(name);
+  if (name === "dataset") followDataset();
   const settings = formSettings();
   writeURL(settings);
   const problems = validateForm(settings);
@@ -1032,9 +1048,11 @@ async function upload(event) {
   try {
     const text = await file.text();
     const up = await api("api/uploads", { csv: text });
+    pg.uploads = { ...(pg.uploads || {}), [up.name]: up };
     const select = form.elements.dataset;
     if (![...select.options].some((o) => o.value === up.name)) select.add(new Option(`${file.name} (${up.name})`, up.name));
     select.value = up.name;
+    followDataset();
     await reset(`uploaded ${file.name}: ${up.points} points, ${up.regression ? "regression targets" : `${up.classes} classes`}; a new run started`);
   } catch (e) {
     showError(`the upload failed: ${e.message}`);
@@ -1070,6 +1088,8 @@ async function start() {
   fillForm(pg.table.defaults);
   const [fromURL, view] = urlSettings();
   fillForm(fromURL);
+  for (const name of Object.keys(fromURL)) pg.touched.add(name);
+  if (pg.params.dataset && pg.table.datasets[fieldValue("dataset")]) followDataset();
   $("show-test").checked = Boolean(view.show_test);
   $("discretize").checked = Boolean(view.discretize);
   for (const name of Object.keys(pg.table.presets)) {
@@ -1101,7 +1121,7 @@ async function start() {
   }
   $("copy").addEventListener("click", copyCommand);
   $("upload").addEventListener("change", upload);
-  form.addEventListener("change", (e) => { if (e.target.id !== "upload") { if (pg.compare) endCompare(); changed(); } });
+  form.addEventListener("change", (e) => { if (e.target.id !== "upload") { if (pg.compare) endCompare(); changed(e); } });
   form.addEventListener("submit", (e) => { e.preventDefault(); changed(); });
   let width = window.innerWidth;
   window.addEventListener("resize", () => {
