@@ -24,8 +24,8 @@ from werkzeug.serving import make_server
 from handprop.playground import create_app
 
 SIZES = ((1440, 1000), (800, 900), (390, 844))
-QUERY = ("?dataset=spiral&classes=3&points=400&noise=0.2&hidden=8,8&activation=tanh"
-         "&lr=0.05&features=x1,x2,sinx1,sinx2&seed=2")
+QUERY = ("?dataset=spiral&classes=3&points=600&noise=0.1&hidden=16,16&activation=tanh"
+         "&lr=0.03&features=x1,x2,sinx1,sinx2&seed=0")
 
 
 def shoot(driver, url: str, size: tuple[int, int], out: Path) -> None:
@@ -36,13 +36,12 @@ def shoot(driver, url: str, size: tuple[int, int], out: Path) -> None:
         if driver.execute_script("return window.playground && window.playground.renders >= 1"):
             break
         time.sleep(0.1)
-    # train 150 epochs on the server, then one minibatch from the page
+    # train 2,000 minibatches (95 epochs) on the server, then one from the page
     driver.execute_script("""
-        const pg = window.playground;
-        return fetch('api/runs/' + pg.id + '/step', {method: 'POST',
-            headers: {'Content-Type': 'application/json'}, body: JSON.stringify({steps: 500})})
-          .then(() => fetch('api/runs/' + pg.id + '/step', {method: 'POST',
-            headers: {'Content-Type': 'application/json'}, body: JSON.stringify({steps: 500})}))""")
+        const pg = window.playground, step = () => fetch('api/runs/' + pg.id + '/step', {
+          method: 'POST', headers: {'Content-Type': 'application/json'},
+          body: JSON.stringify({steps: 500})});
+        return step().then(step).then(step).then(step)""")
     driver.find_element("id", "step").click()
     time.sleep(1)
     # the math of a data point, its deltas lit on the network

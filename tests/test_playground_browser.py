@@ -444,3 +444,29 @@ def test_the_form_is_the_tables(server, browser):
     live = browser.execute_script(
         "return [...document.querySelectorAll('.field.live')].map((f) => f.dataset.field)")
     assert set(live) == {n for n, p in PARAMETERS.items() if p.live}
+
+
+def test_a_preset_trains_its_runs_side_by_side_with_their_settings_written(server, browser):
+    url, app = server
+    open_page(browser, url)
+    buttons = browser.execute_script(
+        "return [...document.querySelectorAll('#presets button')].map((b) => b.textContent)")
+    from handprop.playground import PRESETS
+
+    assert buttons == list(PRESETS)
+    browser.execute_script("[...document.querySelectorAll('#presets button')]"
+                           ".find((b) => b.textContent === 'hidden units').click()")
+    wait(browser, "window.playground.compare && window.playground.compare.runs.length === 3 && "
+                  "window.playground.compare.runs.every((r) => r.state.epoch >= 2)")
+    titles = browser.execute_script(
+        "return [...document.querySelectorAll('#compare-runs h3')].map((h) => h.textContent)")
+    assert titles == [", ".join(f"{k} {v}" for k, v in run.items()).replace(", ", " · ")
+                      for run in PRESETS["hidden units"]["runs"]]
+    assert browser.find_element("id", "compare").is_displayed()
+    assert not browser.find_element("id", "view").is_displayed()
+    ids = browser.execute_script("return window.playground.compare.runs.map((r) => r.id)")
+    hidden = [app.config["RUNS"].get(i).settings["hidden"] for i in ids]
+    assert hidden == [[int(v) for v in run["hidden"].split(",")]
+                      for run in PRESETS["hidden units"]["runs"]]
+    browser.find_element("id", "compare-close").click()
+    wait(browser, "window.playground.compare === null && !window.playground.running")

@@ -67,17 +67,20 @@ PRESETS = {
     "weight decay": {
         "claim": "weight decay smooths the regions: L2 = 0 bends round the noise, "
                  "L2 = 0.003 draws a smooth boundary with a lower validation loss",
-        "data": {"dataset": "moons", "points": 400, "noise": 0.45, "valid": 0.6},
+        "data": {"dataset": "moons", "points": 400, "noise": 0.45, "valid": 0.6,
+                 "epochs": 1500},
         "runs": [{"hidden": "64,64", "l2": "0"}, {"hidden": "64,64", "l2": "0.003"},
                  {"hidden": "64,64", "l2": "0.03"}]},
     "hidden units": {
         "claim": "too few units underfit (2: a straight boundary), too many overfit noisy "
                  "data (train error falls, validation error rises)",
-        "data": {"dataset": "moons", "points": 400, "noise": 0.45, "valid": 0.6},
+        "data": {"dataset": "moons", "points": 400, "noise": 0.45, "valid": 0.6,
+                 "epochs": 1500},
         "runs": [{"hidden": "1"}, {"hidden": "8"}, {"hidden": "128,128"}]},
     "early stopping": {
         "claim": "early stopping ends on the best validation epoch, and keeps its parameters",
-        "data": {"dataset": "moons", "points": 400, "noise": 0.45, "valid": 0.6},
+        "data": {"dataset": "moons", "points": 400, "noise": 0.45, "valid": 0.6,
+                 "epochs": 1500},
         "runs": [{"hidden": "128,128"}, {"hidden": "128,128", "patience": "100"}]},
 }
 

@@ -119,7 +119,8 @@ def create_app(limit: int = MAX_RUNS):
 
     @app.get("/api/presets")
     def presets():
-        return jsonify(presets=PRESETS, defaults=_defaults(), limits=LIMITS)
+        return jsonify(presets=PRESETS, order=list(PRESETS), defaults=_defaults(),
+                       limits=LIMITS)
 
     @app.get("/api/parameters")
     def parameters():

@@ -1079,7 +1079,7 @@ async function copyCommand() {
 async function start() {
   try {
     const [info, presets] = await Promise.all([api("api/parameters"), api("api/presets")]);
-    pg.table = { ...info, presets: presets.presets, defaults: presets.defaults };
+    pg.table = { ...info, presets: presets.presets, order: presets.order, defaults: presets.defaults };
   } catch (e) {
     showError(e.message);
     return;
@@ -1092,7 +1092,7 @@ async function start() {
   if (pg.params.dataset && pg.table.datasets[fieldValue("dataset")]) followDataset();
   $("show-test").checked = Boolean(view.show_test);
   $("discretize").checked = Boolean(view.discretize);
-  for (const name of Object.keys(pg.table.presets)) {
+  for (const name of pg.table.order) {  // JSON objects come back sorted: the order is apart
     const b = document.createElement("button");
     b.type = "button";
     b.textContent = name;
