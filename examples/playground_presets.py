@@ -20,15 +20,13 @@ def measure(name: str) -> None:
         run = Run(parse_settings({**preset["data"], **settings}))
         while not run.stopped:
             run.advance(500)
-        last = run.history[-1]
-        best = min(run.history[1:], key=lambda r: r["valid_error"])
+        kept = run.runner.best_epoch if run.settings.get("patience") else None
+        last = run.history[kept if kept else -1]  # the epoch whose parameters the net has
         label = ", ".join(f"{k} {v}" for k, v in settings.items())
-        print(f"  {label:<26} epoch {run.epoch:>4}: train {last['train_error']:6.1%} "
-              f"(loss {last['train_loss']:.3f}), valid {last['valid_error']:6.1%} "
-              f"(loss {last['valid_loss']:.3f}), test {last['test_error']:6.1%}; "
-              f"best valid {best['valid_error']:.1%} at epoch {best['epoch']}"
-              + (f"; kept epoch {run.runner.best_epoch}" if run.runner.best_epoch
-                 and run.settings.get("patience") else ""))
+        print(f"  {label:<24} epoch {last['epoch']:>4}{' (kept)' if kept else '':7}: "
+              f"train {last['train_error']:5.1%} (loss {last['train_loss']:.2f}), valid "
+              f"{last['valid_error']:5.1%} (loss {last['valid_loss']:.2f}), test "
+              f"{last['test_error']:5.1%}" + (f"; stopped at {run.epoch}" if kept else ""))
 
 
 if __name__ == "__main__":

@@ -165,8 +165,14 @@ def test_the_exported_command_reproduces_the_run(client, tmp_path, settings):
     ({"dataset": "swirl"}, "dataset must be one of"),
     ({"l1": "0,0,0"}, "l1 must be one lambda, or one per weight matrix \\(2 for this net\\)"),
     ({"colour": "red"}, "unknown settings colour"),
+    ({"dataset": "foo"}, "dataset must be one of moons, .*, got 'foo'"),
+    ({"points": "1e9"}, r"points must be an integer in \[20, 2000\], got '1e9'"),
+    ({"seed": "3000000000"}, r"seed must be an integer in \[0, 2147483647\], got 3000000000"),
+    ({"classes": "3"}, "moons has two classes; more are drawn by spiral, blobs"),
 ])
 def test_bad_settings_get_a_message_and_the_server_goes_on(client, settings, message):
+    """Each in one sentence that names the setting and what it takes (the
+    table's words: integers written as integers, not 2.14748e+09)."""
     c, _ = client
     r = c.post("/api/runs", json=settings)
     assert r.status_code == 400
@@ -530,3 +536,17 @@ def test_the_data_settings_and_the_table_build_the_form(client):
     assert live == {n for n, p in PARAMETERS.items() if p.live} == \
         {"lr", "momentum", "l1", "l2", "batch_size"}
     assert set(info["shown_first"]) <= set(DATA) | set(PARAMETERS)
+
+
+def test_a_huge_penalty_that_diverges_says_so_and_a_smaller_one_goes_on(client):
+    c, _ = client
+    run = new(c, l1="1e300")
+    state = c.post(f"/api/runs/{run['id']}/step", json={"steps": 50}).get_json()["state"]
+    assert state["stopped"].startswith("training diverged")
+    assert "The penalty is huge (l1_W1 = 1e+300" in state["stopped"]
+    assert "smaller learning rate" not in state["stopped"]
+    state = c.post(f"/api/runs/{run['id']}/settings", json={"changes": {"l1": "0"}}
+                   ).get_json()["state"]
+    assert state["stopped"] == ""  # the rolled-back run goes on at the new value
+    state = c.post(f"/api/runs/{run['id']}/step", json={"steps": 30}).get_json()["state"]
+    assert state["epoch"] >= 2 and state["stopped"] == ""

@@ -4,13 +4,22 @@ and a run that trains a net on one, a few minibatches at a time.
 A run's settings are the parameter table's (:mod:`handprop.train.parameters`:
 the same names, checks and defaults as ``handprop train``, with the defaults
 the table gives for the playground), and the data's own: the data set, its
-points, noise, share of validation points and number of classes. Every
+points, noise, share of validation points, number of classes and features. Every
 setting is bounded (:data:`LIMITS`), so a run's memory stays small whatever
 the page asks.
 
 A run trains through the epoch runner of ``fit`` (:mod:`handprop.train.runner`):
 the history, early stopping with the best epoch's parameters, and the
-rollback of a diverged step are the runner's.
+rollback of a diverged step are the runner's, and so are live changes
+(``Runner.retune``: the table's ``live`` parameters change without a reset).
+
+What the page draws comes from here: the regions, the network (each unit's
+output over the plane, the weights and biases between the units shown), the
+minibatch just trained, and the history from the epoch the page has on
+(:meth:`Run.state`), so that a reply does not grow with the epochs; one
+point's passes with its deltas (:meth:`Run.math`); and exports that
+reproduce the run (:meth:`Run.command` with :meth:`Run.split_npz`). The data
+sets, features and uploads are in :mod:`handprop.playground.data`.
 """
 
 from __future__ import annotations
@@ -63,25 +72,25 @@ SHOWN_FIRST = ("dataset", "points", "noise", "valid", "classes", "features", "hi
 #: decay, by hidden units, by early stopping): runs trained side by side on
 #: the same data, each with its settings written on it. The figures each
 #: shows are measured in docs/playground.md (examples/playground_presets.py).
+_COMPARED = {"dataset": "moons", "points": 500, "noise": 0.35, "valid": 0.6, "epochs": 1500}
 PRESETS = {
     "weight decay": {
-        "claim": "weight decay smooths the regions: L2 = 0 bends round the noise, "
-                 "L2 = 0.003 draws a smooth boundary with a lower validation loss",
-        "data": {"dataset": "moons", "points": 400, "noise": 0.45, "valid": 0.6,
-                 "epochs": 1500},
-        "runs": [{"hidden": "64,64", "l2": "0"}, {"hidden": "64,64", "l2": "0.003"},
-                 {"hidden": "64,64", "l2": "0.03"}]},
+        "claim": "with no weight decay a big net bends round the noise and overfits; L2 = 0.001 "
+                 "smooths the regions and has the lowest validation error; L2 = 0.01 is too "
+                 "much: the boundary straightens and underfits",
+        "data": _COMPARED,
+        "runs": [{"hidden": "128,128", "l2": "0"}, {"hidden": "128,128", "l2": "0.001"},
+                 {"hidden": "128,128", "l2": "0.01"}]},
     "hidden units": {
-        "claim": "too few units underfit (2: a straight boundary), too many overfit noisy "
-                 "data (train error falls, validation error rises)",
-        "data": {"dataset": "moons", "points": 400, "noise": 0.45, "valid": 0.6,
-                 "epochs": 1500},
+        "claim": "one unit underfits (a straight boundary); 8 units fit; two layers of 128 "
+                 "overfit noisy data: the lowest training error, the highest validation error",
+        "data": _COMPARED,
         "runs": [{"hidden": "1"}, {"hidden": "8"}, {"hidden": "128,128"}]},
     "early stopping": {
-        "claim": "early stopping ends on the best validation epoch, and keeps its parameters",
-        "data": {"dataset": "moons", "points": 400, "noise": 0.45, "valid": 0.6,
-                 "epochs": 1500},
-        "runs": [{"hidden": "128,128"}, {"hidden": "128,128", "patience": "100"}]},
+        "claim": "early stopping ends 150 epochs after the best validation epoch, and keeps "
+                 "that epoch's parameters, before the net overfits",
+        "data": _COMPARED,
+        "runs": [{"hidden": "128,128"}, {"hidden": "128,128", "patience": "150"}]},
 }
 
 
@@ -343,7 +352,8 @@ class Run:
                 self.changes.append({"epoch": self.epoch, "batch": self.batch, "name": name,
                                      "value": table.PARAMETERS[name].text(value)})
             if self.stopped.startswith("training diverged"):
-                self.stopped = ""  # the rolled-back run may go on, at the new values
+                self.runner.go_on_after_divergence()  # at the new values
+                self.stopped = ""
         return self.settings
 
     # -- what the page draws --------------------------------------------------

@@ -229,6 +229,16 @@ class Runner:
         self.record["run"] = settings.to_dict()
         return checked
 
+    def go_on_after_divergence(self) -> None:
+        """After :class:`Diverged` (the parameters restored to the end of the
+        last good epoch), let the run go on, with settings retuned: the
+        optimizer's state (velocity, moments), which the diverged minibatches
+        left non-finite, starts afresh."""
+        self.optimizer = self.settings.make_optimizer()
+        self.device.adopt(self.optimizer)
+        self.step.optimizer = self.optimizer
+        self.history.stop_reason = ""
+
     def _take_batch_size(self) -> None:
         if self.pending_batch_size is not None:
             self.step.retune(batch_size=self.pending_batch_size)

@@ -967,7 +967,11 @@ function render(s) {
   }
   pg.renders += 1;
   $("regions").dataset.renders = pg.renders;
-  if (pg.mathPoint && !pg.mathBusy) requestMath();  // the point stays selected as it trains
+  // the point stays selected as it trains: its math again, twice a second at most
+  if (pg.mathPoint && !pg.mathBusy && (!pg.running || performance.now() - (pg.mathAt || 0) > 500)) {
+    pg.mathAt = performance.now();
+    requestMath();
+  }
 }
 
 // -- presets: comparisons, trained side by side ------------------------------------------------
@@ -1002,6 +1006,7 @@ async function startCompare(name) {
   }
   $("compare").hidden = false;
   $("view").hidden = true;
+  document.body.classList.add("comparing");
   drawCompare();
   play();
 }
@@ -1030,6 +1035,10 @@ function drawCompare() {
       + `(loss ${fmt(r.valid_loss)}), test ${pct(r.test_error)}` + (s.best_epoch ? `; best valid epoch ${s.best_epoch}` : "")
       + (s.stopped ? ` — ${s.stopped}` : "");
   }
+  const epochs = pg.compare.runs.map((r) => r.state.epoch);
+  $("status").textContent = `comparing ${pg.compare.name}: ${pg.compare.runs.length} runs side by side, `
+    + `epoch ${Math.min(...epochs)}${Math.max(...epochs) > Math.min(...epochs) ? ` to ${Math.max(...epochs)}` : ""}`
+    + " (Reset or Step: back to one run)";
   pg.renders += 1;
 }
 
@@ -1038,6 +1047,8 @@ function endCompare() {
   pg.compare = null;
   $("compare").hidden = true;
   $("view").hidden = false;
+  document.body.classList.remove("comparing");
+  if (pg.state) render(pg.state);
 }
 
 // -- uploads -------------------------------------------------------------------------------------
