@@ -665,7 +665,7 @@ function drawUnitScale() {
 }
 
 // Hovering a weight, a bias or a unit: its value, updated live.
-let hovered = null;
+let hovered = null;  // the selector of what is hovered
 function describeHovered(el) {
   if (!el || !el.isConnected) return "";
   const name = el.dataset.name;
@@ -684,23 +684,29 @@ function describeHovered(el) {
   return "";
 }
 
+// The hovered element's selector: the drawing is made anew at each render.
+function selectorOf(el) {
+  if (el.classList.contains("edge")) {
+    return `.edge[data-name="${el.dataset.name}"][data-i="${el.dataset.i}"][data-j="${el.dataset.j}"]`;
+  }
+  if (el.classList.contains("bias")) return `.bias[data-name="${el.dataset.name}"][data-i="${el.dataset.i}"]`;
+  const unit = el.closest(".unit");
+  return `.unit[data-layer="${unit.dataset.layer}"][data-unit="${unit.dataset.unit}"] image`;
+}
+
 function refreshTooltip() {
   if (!hovered) return;
-  const key = hovered.dataset.name ? `.edge[data-name="${hovered.dataset.name}"][data-i="${hovered.dataset.i}"]`
-    + (hovered.dataset.j !== undefined ? `[data-j="${hovered.dataset.j}"]` : "") : null;
-  if (hovered.classList && hovered.classList.contains("bias")) {
-    hovered = $("network").querySelector(`.bias[data-name="${hovered.dataset.name}"][data-i="${hovered.dataset.i}"]`);
-  } else if (key) hovered = $("network").querySelector(key);
+  hovered = $("network").querySelector(hovered) ? hovered : null;
   const t = $("tooltip");
-  const text = describeHovered(hovered);
+  const text = hovered ? describeHovered($("network").querySelector(hovered)) : "";
   t.textContent = text; t.hidden = !text;
 }
 
 function onHover(event) {
   const el = event.target.closest(".edge, .bias, .unit");
-  hovered = el && (el.classList.contains("unit") ? el.querySelector("image") : el);
+  hovered = el ? selectorOf(el.classList.contains("unit") ? el.querySelector("image") : el) : null;
   const t = $("tooltip");
-  const text = describeHovered(hovered);
+  const text = hovered ? describeHovered($("network").querySelector(hovered)) : "";
   t.textContent = text; t.hidden = !text;
   t.style.left = `${Math.min(event.pageX + 12, document.documentElement.clientWidth - 260)}px`;
   t.style.top = `${event.pageY + 12}px`;
