@@ -60,13 +60,13 @@ def main(query: str = "") -> None:
     try:
         driver.get(f"http://127.0.0.1:{server.port}/{query}")
         wait(driver, "window.playground && window.playground.renders >= 1")
-        speed, size, epoch = measure(driver, 4)
+        speed, size, epoch = measure(driver, 2)
         print(f"near epoch 50:    {speed:5.1f} epochs/s, a step reply of {size:,} bytes "
               f"(at epoch {epoch})")
         run = app.config["RUNS"].get(driver.execute_script("return window.playground.id"))
         while run.epoch < 4800:
             run.advance(500)
-        speed, size, epoch = measure(driver, 4)
+        speed, size, epoch = measure(driver, 2)
         print(f"near epoch 5,000: {speed:5.1f} epochs/s, a step reply of {size:,} bytes "
               f"(at epoch {epoch})")
     finally:

@@ -550,3 +550,34 @@ def test_a_huge_penalty_that_diverges_says_so_and_a_smaller_one_goes_on(client):
     assert state["stopped"] == ""  # the rolled-back run goes on at the new value
     state = c.post(f"/api/runs/{run['id']}/step", json={"steps": 30}).get_json()["state"]
     assert state["epoch"] >= 2 and state["stopped"] == ""
+
+
+def test_a_points_check_passes_tiny_entries_by_their_absolute_error(client):
+    """A saturated tanh gives gradient entries near 1e-8, whose relative
+    error the finite difference's own error dominates: they pass by their
+    absolute error (below 1e-10); an entry that is wrong does not."""
+    from handprop.core.gradcheck import ParamCheck, relative_error
+    from handprop.playground.runs import ABS_TOL, _checked
+
+    c, app = client
+    run = new(c, hidden="16,16", activation="tanh")
+    r = app.config["RUNS"].get(run["id"])
+    for k in ("W1", "W2"):
+        r.net.params[k] *= 30  # in place: saturated units
+    math = c.post(f"/api/runs/{run['id']}/math", json={"x": 0.3, "y": 0.2, "label": 0}
+                  ).get_json()
+    check = math["gradcheck"]
+    assert check["passed"] and max(check["abs_error"].values()) <= ABS_TOL
+    right = np.array([1e-8, 0.5])
+
+    def report(numerical):
+        class Report:
+            tol, max_rel_error, n_kinks = 1e-6, 0.0, 0
+            checks = [ParamCheck("W1", (2,), np.arange(2), right, numerical,
+                                 relative_error(right, numerical), np.zeros(2, bool))]
+        return Report
+
+    checked = _checked(report(right + [5e-13, 1e-12]))
+    assert checked["passed"] and checked["per_param"]["W1"] > 1e-5  # 5e-13 off 1e-8
+    assert not _checked(report(right * [-1, 1]))["passed"]  # a tiny entry's sign wrong
+    assert not _checked(report(right * [1, 1.001]))["passed"]  # a large entry off

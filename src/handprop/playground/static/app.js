@@ -870,7 +870,8 @@ function renderMath(m) {
     + "central difference (ε = 1e-3) on the server as you click", "legend");
   const t = el("table");
   const head = t.insertRow();
-  for (const h of ["parameter", "shape", "this point's gradient (first row)", "largest relative error"]) head.append(el("th", h));
+  for (const h of ["parameter", "shape", "this point's gradient (first row)", "largest relative error",
+    "largest absolute error"]) head.append(el("th", h));
   for (const [name, g] of Object.entries(m.grads)) {
     const r = t.insertRow();
     r.insertCell().textContent = name;
@@ -878,18 +879,25 @@ function renderMath(m) {
     const row = Array.isArray(g[0]) ? g[0] : g;
     const rows = Array.isArray(g[0]) ? ` (row 0 of ${g.length})` : "";
     r.insertCell().textContent = vec(row, name) + rows;
-    const err = m.gradcheck.per_param[name];
-    const c = r.insertCell();
-    c.textContent = err === undefined || err === null ? "—" : `${err.toExponential(2)} ${err < 1e-6 ? "✓" : "✗"}`;
-    c.className = "check";
+    const rel = m.gradcheck.per_param[name], abs = m.gradcheck.abs_error[name];
+    const ok = rel <= m.gradcheck.tol || abs <= m.gradcheck.abs_tol;
+    for (const v of [rel, abs]) {
+      const c = r.insertCell();
+      c.textContent = v === undefined || v === null ? "—" : v.toExponential(2);
+      c.className = "check";
+    }
+    r.cells[r.cells.length - 1].textContent += ok ? " ✓" : " ✗";
   }
   d.append(t);
   const check = el("p", "", "formula head");
   check.innerHTML = `Largest relative error over all parameters: <b id="math-check">${m.gradcheck.max_rel_error.toExponential(2)}</b> `
-    + (m.gradcheck.passed ? "— passed" : "— FAILED")
+    + (m.gradcheck.passed ? "— every entry passed" : "— FAILED")
     + (m.gradcheck.kinks ? ` (${m.gradcheck.kinks} entries at a kink of the activation left out)` : "");
   d.append(check);
-  line(d, "No penalty and no dropout here: the math is the data loss of this one point.", "legend");
+  line(d, `An entry passes with a relative error below ${m.gradcheck.tol.toExponential(0)}, or an absolute `
+    + `one below ${m.gradcheck.abs_tol.toExponential(0)}: near 0 (a saturated unit) the finite difference's `
+    + "own error, about 1e-12, dominates the relative error. No penalty and no dropout here: the math is "
+    + "the data loss of this one point.", "legend");
   $("math").hidden = false;
   $("stages").hidden = false;
   if (pg.state) { drawRegions(pg.state); lightUp(); }
