@@ -633,6 +633,10 @@ function drawNetwork(s) {
       svg("rect", { x: x - size / 2, y: y - size / 2, width: size, height: size, class: "frame" }, node);
       const unitName = l === 0 ? net.inputs[j] : `${layerName(l, L)}[${j}]`;
       node.dataset.title = unitName;
+      if (l === 0) {  // the feature's name, left of its picture
+        svg("text", { x: x - size / 2 - 3, y: y + 3, "text-anchor": "end", class: "input-name" }, node)
+          .textContent = unitName;
+      }
       if (l > 0) {
         const b = net.weights[`b${l}`][j];
         svg("rect", { x: x - size / 2 - 7, y: y + size / 2 - 6, width: 6, height: 6, class: "bias",
