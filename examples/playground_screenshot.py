@@ -1,7 +1,12 @@
-"""The screenshot of docs/playground.md: the playground's page in headless
-Chromium after some training, with one point's math shown.
+"""The screenshots of docs/playground.md: the playground's page in headless
+Chromium, at a laptop's, a tablet's and a phone's width, after some
+training, with one point's math shown on the network.
 
-    python examples/playground_screenshot.py docs/figures/playground.png
+    python examples/playground_screenshot.py docs/figures
+    python examples/playground_screenshot.py docs/figures 1440x1000
+
+writes playground_1440.png, playground_800.png and playground_390.png
+(or the sizes given, WIDTHxHEIGHT) into the folder.
 """
 
 import logging
@@ -9,17 +14,54 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.action_chains import ActionChains
 from werkzeug.serving import make_server
 
 from handprop.playground import create_app
 
+SIZES = ((1440, 1000), (800, 900), (390, 844))
+QUERY = ("?dataset=spiral&classes=3&points=600&noise=0.1&hidden=16,16&activation=tanh"
+         "&lr=0.03&features=x1,x2,sinx1,sinx2&seed=0")
 
-def main(out: str) -> None:
+
+def shoot(driver, url: str, size: tuple[int, int], out: Path) -> None:
+    width, height = size
+    driver.set_window_size(width, height)
+    driver.get(url + QUERY)
+    for _ in range(100):
+        if driver.execute_script("return window.playground && window.playground.renders >= 1"):
+            break
+        time.sleep(0.1)
+    # train 2,000 minibatches (95 epochs) on the server, then one from the page
+    driver.execute_script("""
+        const pg = window.playground, step = () => fetch('api/runs/' + pg.id + '/step', {
+          method: 'POST', headers: {'Content-Type': 'application/json'},
+          body: JSON.stringify({steps: 500})});
+        return step().then(step).then(step).then(step)""")
+    driver.find_element("id", "step").click()
+    time.sleep(1)
+    # the math of a data point, its deltas lit on the network
+    driver.execute_script("""
+        const pg = window.playground, p = pg.points.train.X[3];
+        pg.mathPoint = p; pg.mathLabel = null;""")
+    driver.execute_script("document.querySelector('#stages [data-stage=backward]').click()")
+    driver.find_element("id", "step").click()
+    time.sleep(1.5)
+    driver.execute_script("document.querySelector('#stages [data-stage=backward]').click()")
+    driver.execute_script("window.scrollTo(0, 0)")
+    # the whole page, as tall as it is
+    full = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(width, min(full + 120, 4000))
+    time.sleep(0.5)
+    driver.save_screenshot(str(out))
+    print(f"wrote {out} ({width} px wide)")
+
+
+def main(folder: str, sizes=SIZES) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server("127.0.0.1", 0, create_app(), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -27,27 +69,19 @@ def main(out: str) -> None:
     options = Options()
     options.binary_location = "/usr/bin/chromium"
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--no-first-run", "--window-size=1300,1250"):
+                "--disable-background-networking", "--no-first-run", "--hide-scrollbars"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    Path(folder).mkdir(parents=True, exist_ok=True)
     try:
-        driver.get(f"http://127.0.0.1:{server.port}/?dataset=moons&points=300&noise=0.25"
-                   f"&hidden=8,8&activation=relu&lr=0.1&momentum=0.9&batch=20&seed=0")
-        time.sleep(1)
-        driver.execute_script("return fetch('api/runs/' + window.playground.id + '/step', "
-                              "{method: 'POST', headers: {'Content-Type': 'application/json'},"
-                              " body: JSON.stringify({steps: 300})})")
-        driver.find_element("id", "step").click()
-        time.sleep(1)
-        canvas = driver.find_element("id", "regions")
-        ActionChains(driver).move_to_element_with_offset(canvas, 30, -40).click().perform()
-        time.sleep(1)
-        driver.save_screenshot(out)
+        for size in sizes:
+            shoot(driver, f"http://127.0.0.1:{server.port}/", size,
+                  Path(folder) / f"playground_{size[0]}.png")
     finally:
         driver.quit()
         server.shutdown()
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "playground.png")
+    sizes = [tuple(int(v) for v in s.split("x")) for s in sys.argv[2:]] or SIZES
+    main(sys.argv[1] if len(sys.argv) > 1 else ".", sizes)

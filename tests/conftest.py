@@ -66,4 +66,4 @@ def postgres_url():
 
 # A NumPy stand-in for CuPy, imported only by tests/test_gpu_paths.py's
 # subprocess: never collected, so that no test here takes it for CuPy.
-collect_ignore = ["numpy_cupy"]
+collect_ignore = ["numpy_cupy", "data"]  # data: files the tests read, not tests

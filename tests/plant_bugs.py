@@ -1,4 +1,5 @@
-"""Plant bugs in the training step's wiring and check that the tests catch each.
+"""Plant bugs in the training step's wiring (and the playground's) and check
+that the tests catch each.
 
 A test that cannot fail proves nothing. Each mutant below is one plausible
 wiring mistake, made in a copy of ``src/``; the pin tests of
@@ -182,6 +183,26 @@ MUTANTS = [
            "jsonify(error=guard.shorten(message))", "jsonify(error=message)",
            "an error message echoes a value of any length",
            "tests/test_playground_load.py -k echoed"),
+    Mutant("retune-keeps-the-old-lr", "train/runner.py",
+           "            self.sched.lr = new_lr\n",
+           "",
+           "a live change of the learning rate is recorded but not trained with",
+           "tests/test_playground.py -k live_changes"),
+    Mutant("playground-full-history", "playground/runs.py",
+           '"history": _json_safe(self.history_since(since))',
+           '"history": _json_safe(self.history_since(0))',
+           "every step reply sends the whole history again",
+           "tests/test_playground.py -k new_history"),
+    Mutant("playground-label-ignored", "playground/runs.py",
+           "        if label is None:\n            P = np.vstack",
+           "        if True:\n            P = np.vstack",
+           "the math of a point ignores the label asked for",
+           "tests/test_playground.py -k k_classes"),
+    Mutant("playground-delta-sign-drawn", "playground/static/app.js",
+           'v = deltaOf(l)[j]; what = "δ";',
+           'v = -deltaOf(l)[j]; what = "δ";',
+           "the network drawing shows each delta with the wrong sign",
+           "tests/test_playground_browser.py -k deltas_on_the_drawing"),
 ]
 
 

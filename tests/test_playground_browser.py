@@ -92,7 +92,8 @@ def test_the_regions_render_and_change_as_it_trains(server, browser):
     assert after != before
     assert browser.execute_script("return window.playground.state.epoch") >= 1
     assert "epoch" in browser.find_element("id", "status").text
-    units = browser.execute_script("return document.querySelectorAll('#units canvas').length")
+    units = browser.execute_script(
+        "return document.querySelectorAll('#network .unit[data-layer=\"1\"]').length")
     assert units == 8
 
 
@@ -150,7 +151,7 @@ def test_show_the_math_agrees_with_loss_and_grads(server, browser):
                                atol=1e-15)
     assert "passed" in browser.find_element("id", "math-body").text
     tables = browser.execute_script("return document.querySelectorAll('#math-body table').length")
-    assert tables == 2 + 1 + 6  # two hidden layers, the output, six gradients
+    assert tables == 2 + 1 + 1  # two hidden layers, the output, the gradients' check
 
 
 @pytest.mark.parametrize("query,message", [
@@ -185,3 +186,287 @@ def test_two_tabs_get_runs_of_their_own(server, browser):
     assert first != second
     runs = app.config["RUNS"]
     assert runs.get(first).settings["seed"] == 11 and runs.get(second).settings["seed"] == 12
+
+
+# -- the network drawn, backprop on it, live changes, speed, every screen ----------------
+
+
+def api_run(app, browser):
+    return app.config["RUNS"].get(browser.execute_script("return window.playground.id"))
+
+
+def test_the_network_is_drawn_with_every_weight_shown_and_its_value_on_hover(server, browser):
+    url, app = server
+    open_page(browser, url, "?hidden=20,6&features=x1,x2,x1x2&seed=3")
+    browser.find_element("id", "step").click()
+    wait(browser, "window.playground.state.batch >= 1")
+    net = browser.execute_script("return window.playground.state.network")
+    shown = [layer["shown"] for layer in net["layers"]]
+    assert shown == [3, 16, 6, 2]  # the first 16 of 20 units
+    assert "+4 more units" in browser.find_element("id", "network").text
+    edges = browser.execute_script("return document.querySelectorAll('#network .edge').length")
+    assert edges == sum(a * b for a, b in zip(shown, shown[1:]))
+    biases = browser.execute_script("return document.querySelectorAll('#network .bias').length")
+    assert biases == 16 + 6 + 2
+    params = api_run(app, browser).net.params
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    edge = browser.find_element("css selector", '#network .edge[data-name="W2"][data-i="4"]'
+                                                '[data-j="7"]')
+    browser.execute_script("arguments[0].dispatchEvent(new MouseEvent('mousemove', "
+                           "{bubbles: true, clientX: 10, clientY: 10}))", edge)
+    tip = browser.find_element("id", "tooltip").text
+    assert tip.startswith("W2[4, 7] = ")
+    assert float(tip.split("= ")[1]) == pytest.approx(params["W2"][4, 7], rel=1e-5)
+    assert float(edge.get_attribute("data-value")) == params["W2"][4, 7]  # the API's value
+    # the hovered value follows the run
+    browser.find_element("id", "step").click()
+    wait(browser, "window.playground.state.batch >= 2")
+    tip = wait(browser, "document.getElementById('tooltip').textContent")
+    assert float(tip.split("= ")[1]) == pytest.approx(params["W2"][4, 7], rel=1e-5)
+    ActionChains(browser).move_by_offset(1, 1).perform()
+
+
+def show_point(browser, index):
+    browser.execute_script(f"""
+        const pg = window.playground;
+        pg.mathPoint = pg.points.train.X[{index}]; pg.mathLabel = null; pg.math = null;""")
+    browser.find_element("id", "step").click()
+    return wait(browser, "window.playground.math")
+
+
+def test_the_deltas_on_the_drawing_are_loss_and_grads(server, browser):
+    url, app = server
+    open_page(browser, url, "?hidden=5,4&activation=tanh&seed=1")
+    math = show_point(browser, 3)
+    browser.execute_script("document.querySelector('#stages [data-stage=backward]').click()")
+    drawn = browser.execute_script("""
+        const out = {};
+        document.querySelectorAll('#network .unit').forEach((u) => {
+          const t = u.querySelector('.value');
+          if (t.dataset.what !== 'δ') return;
+          (out[u.dataset.layer] ||= [])[u.dataset.unit] = Number(t.dataset.value);
+        });
+        return out;""")
+    run = api_run(app, browser)
+    x = np.array([math["x"]])
+    _, grads = run.net.loss_and_grads(run.inputs(x), np.array([math["label"]]))
+    assert set(drawn) == {"1", "2", "3"}  # two hidden layers and the output
+    for layer, values in drawn.items():  # for one point, delta_l is the gradient of b_l
+        np.testing.assert_allclose(values, grads[f"b{layer}"], rtol=1e-9, atol=1e-15)
+    # the label is the point's own
+    assert math["label"] == int(run.y[3])
+    assert "δ" in browser.find_element("id", "stage-note").text
+
+
+def test_a_label_change_recomputes(server, browser):
+    url, app = server
+    open_page(browser, url, "?dataset=spiral&classes=3&hidden=8&seed=2")
+    first = show_point(browser, 0)
+    run = api_run(app, browser)
+    other = (first["label"] + 1) % 3
+    browser.execute_script(f"""
+        const s = document.getElementById('math-label');
+        s.value = '{other}'; s.dispatchEvent(new Event('change'));""")
+    wait(browser, f"window.playground.math && window.playground.math.label === {other}")
+    math = browser.execute_script("return window.playground.math")
+    loss, _ = run.net.loss_and_grads(run.inputs(np.array([math["x"]])), np.array([other]))
+    assert math["loss"] == pytest.approx(loss, rel=1e-12)
+    assert float(browser.find_element("id", "math-loss").text) == pytest.approx(loss, rel=1e-7)
+    # a reset clears the math and its marker
+    browser.find_element("id", "reset").click()
+    wait(browser, "window.playground.math === null && document.getElementById('math').hidden")
+
+
+def test_an_lr_change_keeps_the_run_and_its_epoch(server, browser):
+    url, app = server
+    open_page(browser, url, "?hidden=8&seed=4")
+    browser.execute_script("""
+        const pg = window.playground;
+        return fetch('api/runs/' + pg.id + '/step', {method: 'POST',
+          headers: {'Content-Type': 'application/json'}, body: JSON.stringify({steps: 100})})""")
+    browser.find_element("id", "step").click()
+    epoch = wait(browser, "window.playground.state.epoch >= 9 && window.playground.state.epoch")
+    run_id = browser.execute_script("return window.playground.id")
+    browser.execute_script("""
+        const f = document.getElementById('controls');
+        f.elements.lr.value = '0.02';
+        f.elements.lr.dispatchEvent(new Event('change', {bubbles: true}));""")
+    wait(browser, "window.playground.state.settings.lr === 0.02")
+    assert browser.execute_script("return window.playground.id") == run_id
+    assert browser.execute_script("return window.playground.state.epoch") == epoch
+    assert "the run goes on" in browser.find_element("id", "notice").text
+    assert api_run(app, browser).run_settings.lr == 0.02
+    # an architecture change resets, and says so
+    browser.execute_script("""
+        const f = document.getElementById('controls');
+        f.elements.hidden.value = '6';
+        f.elements.hidden.dispatchEvent(new Event('change', {bubbles: true}));""")
+    wait(browser, f"window.playground.id !== '{run_id}'")
+    assert "hidden changed: a new run started" in browser.find_element("id", "notice").text
+    assert browser.execute_script("return window.playground.state.epoch") == 0
+
+
+def measure(browser, seconds=3.0):
+    """Epochs per second of the page's own loop, and its step replies' size."""
+    browser.find_element("id", "run").click()
+    wait(browser, "window.playground.running")
+    time.sleep(0.5)
+    e0, t0 = browser.execute_script("return window.playground.state.epoch"), time.monotonic()
+    time.sleep(seconds)
+    e1, t1 = browser.execute_script("return window.playground.state.epoch"), time.monotonic()
+    size = browser.execute_script("return window.playground.lastReplyBytes")
+    browser.find_element("id", "run").click()
+    wait(browser, "!window.playground.running && !window.playground.busy")
+    return (e1 - e0) / (t1 - t0), size
+
+
+def test_speed_and_reply_size_do_not_grow_with_the_epochs(server, browser):
+    url, app = server
+    open_page(browser, url, "?points=100&hidden=8&seed=5")
+    early_speed, early_size = measure(browser)
+    assert browser.execute_script("return window.playground.state.epoch") < 1000
+    run = api_run(app, browser)
+    while run.epoch < 4500:
+        run.advance(500)
+    late_speed, late_size = measure(browser)
+    assert browser.execute_script("return window.playground.history.length") == run.epoch + 1
+    assert late_size < 1.15 * early_size, (early_size, late_size)
+    assert late_speed > 0.6 * early_speed, (early_speed, late_speed)
+
+
+@pytest.mark.parametrize("width,height", [(1440, 1000), (800, 600), (390, 844)])
+def test_every_screen_has_no_sideways_scroll_and_the_plane_whole(server, browser, width,
+                                                                 height):
+    url, _ = server
+    browser.set_window_size(width, height)
+    try:
+        open_page(browser, url, "?hidden=16,16,8&features=x1,x2,x1sq,x2sq,x1x2,sinx1,sinx2")
+        show_point(browser, 0)
+        geometry = browser.execute_script("""
+            const d = document.documentElement;
+            const r = (id) => document.getElementById(id).getBoundingClientRect();
+            return {scroll: d.scrollWidth, client: d.clientWidth, plane: r('regions'),
+                    run: r('run'), step: r('step'), inner: window.innerHeight};""")
+        assert geometry["scroll"] <= geometry["client"], geometry
+        plane = geometry["plane"]
+        assert plane["left"] >= 0 and plane["right"] <= geometry["client"]
+        assert plane["width"] >= min(300, width - 60)
+        assert plane["bottom"] <= geometry["inner"] or plane["height"] <= geometry["inner"]
+        for button in ("run", "step"):
+            assert 0 <= geometry[button]["left"] and geometry[button]["right"] <= geometry["client"]
+            assert geometry[button]["top"] >= 0 and geometry[button]["bottom"] <= geometry["inner"]
+    finally:
+        browser.set_window_size(1300, 1100)
+
+
+def test_a_stopped_server_is_named_with_what_to_do(browser):
+    from werkzeug.serving import make_server
+
+    from handprop.playground import create_app
+
+    srv = make_server("127.0.0.1", 0, create_app(), threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    open_page(browser, f"http://127.0.0.1:{srv.port}/", "?hidden=4")
+    srv.shutdown()
+    srv.server_close()
+    browser.find_element("id", "step").click()
+    text = wait(browser, "!document.getElementById('error').hidden && "
+                         "document.getElementById('error').textContent")
+    assert "the server does not answer" in text and "press Reset" in text
+    assert "Failed to fetch" not in text
+
+
+def test_a_bad_setting_leaves_a_visible_consistent_state(server, browser):
+    url, _ = server
+    open_page(browser, url, "?dataset=foo")
+    text = wait(browser, "!document.getElementById('error').hidden && "
+                         "document.getElementById('error').textContent")
+    assert "dataset must be one of moons" in text and "got 'foo'" in text
+    assert browser.execute_script("return document.getElementById('step').disabled")
+    assert browser.find_element("id", "no-run").is_displayed()
+    assert browser.execute_script("return document.querySelector('[data-field=dataset]')"
+                                  ".classList.contains('bad')")
+    # with a run: a bad value is not applied, and the page says the run goes on
+    open_page(browser, url, "?hidden=8")
+    run_id = browser.execute_script("return window.playground.id")
+    browser.execute_script("""
+        const f = document.getElementById('controls');
+        f.elements.lr.value = '-1';
+        f.elements.lr.dispatchEvent(new Event('change', {bubbles: true}));""")
+    text = wait(browser, "!document.getElementById('error').hidden && "
+                         "document.getElementById('error').textContent")
+    assert "lr must be a number > 0, got '-1'" in text and "the run goes on" in text
+    assert browser.execute_script("return window.playground.id") == run_id
+    assert not browser.execute_script("return document.getElementById('step').disabled")
+
+
+def test_k_classes_regression_and_the_view_options(server, browser):
+    url, _ = server
+    open_page(browser, url, "?dataset=blobs&classes=4&hidden=8&show_test=true&discretize=true")
+    assert browser.execute_script("return window.playground.state.classes") == 4
+    assert browser.execute_script("return document.getElementById('show-test').checked")
+    assert "class 3" in browser.find_element("id", "legend").text or browser.execute_script(
+        "return window.playground.state.classes") == 4
+    colours = browser.execute_script("""
+        const c = document.getElementById('regions').getContext('2d');
+        const d = c.getImageData(0, 0, 360, 360).data, seen = new Set();
+        for (let i = 0; i < d.length; i += 4 * 31) seen.add(d.slice(i, i + 3).join(','));
+        return seen.size;""")
+    assert colours >= 4
+    open_page(browser, url, "?dataset=plane&hidden=8")
+    assert browser.execute_script("return window.playground.state.kind") == "regression"
+    assert "prediction" in browser.find_element("id", "legend").text
+
+
+def test_the_form_is_the_tables(server, browser):
+    """Every field of the page comes from the data's settings and the
+    parameter table, with its default: none is listed by the page."""
+    from handprop.playground import DATA
+    from handprop.train.parameters import PARAMETERS, names_in
+
+    url, _ = server
+    open_page(browser, url)
+    fields = browser.execute_script(
+        "return [...document.querySelectorAll('[data-field]')].map((f) => f.dataset.field)")
+    assert sorted(fields) == sorted([*DATA, *names_in("playground")])  # each once
+    values = browser.execute_script("""
+        const out = {};
+        for (const name of Object.keys(window.playground.params)) {
+          const e = document.getElementById('controls').elements[name];
+          if (e) out[name] = e.value;
+        }
+        return out;""")
+    for name in names_in("playground"):
+        p = PARAMETERS[name]
+        assert values[name] == p.text(p.default_for("playground")), name
+    live = browser.execute_script(
+        "return [...document.querySelectorAll('.field.live')].map((f) => f.dataset.field)")
+    assert set(live) == {n for n, p in PARAMETERS.items() if p.live}
+
+
+def test_a_preset_trains_its_runs_side_by_side_with_their_settings_written(server, browser):
+    url, app = server
+    open_page(browser, url)
+    buttons = browser.execute_script(
+        "return [...document.querySelectorAll('#presets button')].map((b) => b.textContent)")
+    from handprop.playground import PRESETS
+
+    assert buttons == list(PRESETS)
+    browser.execute_script("[...document.querySelectorAll('#presets button')]"
+                           ".find((b) => b.textContent === 'hidden units').click()")
+    wait(browser, "window.playground.compare && window.playground.compare.runs.length === 3 && "
+                  "window.playground.compare.runs.every((r) => r.state.epoch >= 2)")
+    titles = browser.execute_script(
+        "return [...document.querySelectorAll('#compare-runs h3')].map((h) => h.textContent)")
+    assert titles == [", ".join(f"{k} {v}" for k, v in run.items()).replace(", ", " · ")
+                      for run in PRESETS["hidden units"]["runs"]]
+    assert browser.find_element("id", "compare").is_displayed()
+    assert not browser.find_element("id", "view").is_displayed()
+    ids = browser.execute_script("return window.playground.compare.runs.map((r) => r.id)")
+    hidden = [app.config["RUNS"].get(i).settings["hidden"] for i in ids]
+    assert hidden == [[int(v) for v in run["hidden"].split(",")]
+                      for run in PRESETS["hidden units"]["runs"]]
+    browser.find_element("id", "compare-close").click()
+    wait(browser, "window.playground.compare === null && !window.playground.running")

@@ -445,7 +445,7 @@ def test_numbers_json_does_not_have_are_refused(server):
     key = strict_json(server.call("POST", "/api/runs", {"hidden": "4"})[2])["id"]
     for text, expected in [('{"x": NaN, "y": 0}', "NaN is not a JSON number"),
                            ('{"x": -Infinity, "y": 0}', "-Infinity is not a JSON number"),
-                           ('{"x": 1e999, "y": 0}', "x must be a number, got inf"),
+                           ('{"x": 1e999, "y": 0}', "x must be a number in"),
                            ('{"x": ' + "9" * 5000 + ', "y": 0}', "more than 100 digits")]:
         message = json_error(*server.call("POST", f"/api/runs/{key}/math",
                                           data=text.encode()), 400)
@@ -457,9 +457,9 @@ def test_nan_in_a_reply_is_sent_as_null(monkeypatch):
     key = c.post("/api/runs", json={"hidden": "4"}).get_json()["id"]
     state = Run.state
 
-    def with_nan(self):  # a state with values JSON does not have
-        out = state(self)
-        out["history"][0]["train_loss"] = float("nan")
+    def with_nan(self, *args, **kwargs):  # a state with values JSON does not have
+        out = state(self, *args, **kwargs)
+        out["history"] = [{"epoch": 0, "train_loss": float("nan")}]
         out["range"] = [float("-inf"), float("inf")]
         return out
 

@@ -1,6 +1,7 @@
 """fit, History, schedules and the SGD step."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -351,3 +352,53 @@ def test_regression_early_stopping_watches_the_validation_loss():
     from handprop.train.training import evaluate
 
     assert evaluate(net, X[200:], Y[200:])[1] == pytest.approx(losses.min(), rel=1e-12)
+
+
+# -- live changes of a run (Runner.retune) ----------------------------------------
+
+
+def _runner(**settings):
+    from handprop.train.runner import Data, Runner
+    from handprop.train.settings import RunSettings
+
+    (X, y), valid, _ = moons_splits(n_train=100, n_valid=40, n_test=40, seed=0)
+    net = MLP(2, (6,), 2, dtype=np.float64, seed=0)
+    return net, Runner(net, RunSettings(**settings), Data.check(net, X, y, valid))
+
+
+def test_retune_changes_only_the_tables_live_parameters_and_checks_them():
+    net, runner = _runner(batch_size=10, lr=0.1, momentum=0.5, schedule="plateau")
+    for bad, message in [({"epochs": 3}, "epochs cannot change while the run trains"),
+                         ({"lr": 0}, "lr must be a number > 0"),
+                         ({"momentum": 1.0}, "momentum must be a number in [0, 1)"),
+                         ({"l2": [0.1, 0.2, 0.3]}, "l2 must be one lambda, or one per weight "
+                                                    "matrix (2 for this net), got 3")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            runner.retune(**bad)
+    assert runner.settings.lr == 0.1 and runner.optimizer.momentum == 0.5  # nothing changed
+    with runner:
+        runner.train(max_batches=3)
+        runner.retune(lr=0.02, momentum=0.8, l1=0.001, batch_size=25)
+        assert runner.in_epoch["first_rate"] == 0.02 and runner.sched.current == 0.02
+        assert runner.optimizer.momentum == 0.8 and runner.step.penalty == \
+            ElasticNet.per_matrix([0.001, 0.001], [0, 0])
+        assert runner.n_batches == 10  # the epoch under way keeps its minibatches
+        runner.train()
+        assert runner.epoch == 1 and runner.n_batches == 4 and runner.steps_taken == 10
+        runner.train()
+    assert runner.steps_taken == 14 and runner.history[-1].lr == 0.02
+    assert runner.record["run"]["lr"] == 0.02
+
+
+def test_retune_leaves_fit_as_it_was():
+    """A runner never retuned trains as fit always did: the same parameters
+    as fit's, bit for bit."""
+    net, runner = _runner(batch_size=10, lr=0.1, epochs=3)
+    with runner:
+        while not runner.finished:
+            runner.train()
+    (X, y), valid, _ = moons_splits(n_train=100, n_valid=40, n_test=40, seed=0)
+    other = MLP(2, (6,), 2, dtype=np.float64, seed=0)
+    fit(other, X, y, batch_size=10, lr=0.1, epochs=3, valid=valid)
+    for k in net.params:
+        assert np.array_equal(net.params[k], other.params[k]), k

@@ -41,12 +41,18 @@ def _short(value) -> str:
     return text if len(text) <= 40 else text[:30] + "..."
 
 
+def _bound(v) -> str:
+    """A bound as people write it: 2147483647, not 2.14748e+09."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e16 else f"{v:g}"
+
+
 def _bounds(low, high, low_open, high_open) -> str:
     if high is None:
-        return f"{'>' if low_open else '>='} {low:g}" if low is not None else ""
+        return f"{'>' if low_open else '>='} {_bound(low)}" if low is not None else ""
     if low is None:
-        return f"{'<' if high_open else '<='} {high:g}"
-    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return f"{'<' if high_open else '<='} {_bound(high)}"
+    return (f"in {'(' if low_open else '['}{_bound(low)}, {_bound(high)}"
+            f"{')' if high_open else ']'}")
 
 
 def number(name: str, value, *, low: float | None = None, high: float | None = None,

@@ -42,7 +42,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "on two moons.")
     p.add_argument("--dataset", default=None,
                    help="moons, moons-small, mnist, or a FILE.csv / FILE.npz / moons FILE.txt, "
-                   "split 80/10/10 (default moons)")
+                   "split 80/10/10 (an NPZ of X_train, y_train, X_valid, y_valid, X_test and "
+                   "y_test is used as it is split; default moons)")
     p.add_argument("--label", default=None, metavar="COL[,COL...]",
                    help="the target column of a CSV (a header name or an index), or several "
                    "for several outputs (default: the column named label, else the last); an "

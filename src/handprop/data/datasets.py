@@ -33,6 +33,7 @@ __all__ = [
     "load_csv",
     "load_dataset",
     "load_mnist",
+    "load_split_npz",
     "load_moons_txt",
     "load_npz",
     "make_moons",
@@ -280,7 +281,46 @@ def load_npz(path: str | os.PathLike, *, classes: bool = True) -> tuple[np.ndarr
         arrays = read_npz(path, ("X", "y"))
     except InputError as exc:
         raise DataError(str(exc)) from None
-    X, y = arrays["X"], arrays["y"]
+    return _checked_arrays(path, arrays["X"], arrays["y"], classes)
+
+
+#: The arrays of a split .npz file: its train, valid and test sets, used as
+#: they are (the playground exports its runs' splits so).
+SPLIT_ARRAYS = ("X_train", "y_train", "X_valid", "y_valid", "X_test", "y_test")
+
+
+def is_split_npz(path) -> bool:
+    """True when ``path`` is an .npz archive holding :data:`SPLIT_ARRAYS`'s X_train."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return "X_train.npy" in zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False  # load_npz says what is wrong with it
+
+
+def load_split_npz(path: str | os.PathLike, *, classes: bool = True):
+    """The train, valid and test sets of a split ``.npz`` file (arrays
+    X_train, y_train, X_valid, y_valid, X_test, y_test), as they are: no
+    shuffle, no new split. Each pair is checked as :func:`load_npz` checks
+    X and y, and the three must have as many features.
+
+    Returns ((X_train, y_train), (X_valid, y_valid), (X_test, y_test))."""
+    path = Path(path)
+    try:
+        arrays = read_npz(path, SPLIT_ARRAYS)
+    except InputError as exc:
+        raise DataError(str(exc)) from None
+    out = tuple(_checked_arrays(path, arrays[f"X_{s}"], arrays[f"y_{s}"], classes)
+                for s in ("train", "valid", "test"))
+    if len({X.shape[1] for X, _ in out}) != 1:
+        raise DataError(f"{path}: X_train, X_valid and X_test must have as many features, got "
+                        f"{', '.join(str(X.shape[1]) for X, _ in out)}")
+    return out
+
+
+def _checked_arrays(path: Path, X: np.ndarray, y: np.ndarray, classes: bool):
     if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
         raise DataError(f"{path}: X must hold real numbers, got dtype {X.dtype}")
     if classes and (not np.issubdtype(y.dtype, np.number) or y.ndim != 1):
@@ -523,7 +563,8 @@ def load_dataset(name: str, *, data_dir=None, seed: int = 0, label=None,
     """Train, valid and test sets by name: ``moons`` (600 / 200 / 200 points,
     noise 0.2), ``moons-small`` (200 / 200 / 200, noise 0.25, where capacity
     shows), ``mnist``, a ``.csv``, a ``.npz`` or a two-moons ``.txt`` file
-    (files are split 80/10/10 with ``seed``).
+    (files are split 80/10/10 with ``seed``; an .npz of X_train, y_train,
+    X_valid, y_valid, X_test and y_test is used as it is split).
 
     ``label`` names a CSV's target column or columns (see :func:`load_csv`);
     with ``classes=False`` the targets of a file are read as numbers, for
@@ -546,6 +587,8 @@ def load_dataset(name: str, *, data_dir=None, seed: int = 0, label=None,
     if suffix == ".csv":
         X, y = load_csv(name, label, classes=classes)
     elif suffix == ".npz":
+        if is_split_npz(name):  # already split: used as it is
+            return load_split_npz(name, classes=classes)
         X, y = load_npz(name, classes=classes)
     elif suffix == ".txt":
         X, y = load_moons_txt(name)

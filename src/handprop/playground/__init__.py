@@ -12,8 +12,9 @@ for a few minibatch steps at a time and draws what comes back.
 - ``static/``: the page, plain HTML, CSS and JavaScript (no build step, no CDN).
 """
 
-from .runs import DATASETS, LIMITS, PRESETS, Run, make_data, parse_settings
+from .data import DATA, DATASETS, FEATURES, LIMITS, Uploads, make_data
+from .runs import PRESETS, Run, parse_settings
 from .server import MAX_RUNS, NoSuchRun, Runs, create_app, serve
 
 __all__ = ["create_app", "serve", "Run", "Runs", "NoSuchRun", "parse_settings", "make_data",
-           "DATASETS", "PRESETS", "LIMITS", "MAX_RUNS"]
+           "DATASETS", "DATA", "FEATURES", "PRESETS", "LIMITS", "MAX_RUNS", "Uploads"]

@@ -4,120 +4,95 @@ and a run that trains a net on one, a few minibatches at a time.
 A run's settings are the parameter table's (:mod:`handprop.train.parameters`:
 the same names, checks and defaults as ``handprop train``, with the defaults
 the table gives for the playground), and the data's own: the data set, its
-points, noise, share of validation points and number of classes. Every
+points, noise, share of validation points, number of classes and features. Every
 setting is bounded (:data:`LIMITS`), so a run's memory stays small whatever
 the page asks.
 
 A run trains through the epoch runner of ``fit`` (:mod:`handprop.train.runner`):
 the history, early stopping with the best epoch's parameters, and the
-rollback of a diverged step are the runner's.
+rollback of a diverged step are the runner's, and so are live changes
+(``Runner.retune``: the table's ``live`` parameters change without a reset).
+
+What the page draws comes from here: the regions, the network (each unit's
+output over the plane, the weights and biases between the units shown), the
+minibatch just trained, and the history from the epoch the page has on
+(:meth:`Run.state`), so that a reply does not grow with the epochs; one
+point's passes with its deltas (:meth:`Run.math`); and exports that
+reproduce the run (:meth:`Run.command` with :meth:`Run.split_npz`). The data
+sets, features and uploads are in :mod:`handprop.playground.data`.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import math
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 
 from .. import validate
+from ..core import activations as act
 from ..core.gradcheck import gradcheck
 from ..core.network import MLP, forward
-from ..core.outputs import OUTPUTS, output_pair, outputs_for
-from ..data.datasets import make_moons
+from ..core.outputs import output_pair, outputs_for
 from ..errors import InputError
 from ..train import parameters as table
 from ..train.history import Diverged
 from ..train.runner import Data, Runner
 from ..train.settings import RunSettings
 from ..train.training import evaluate
+from .data import (
+    DATA,
+    DATA_DEFAULTS,
+    DATASETS,
+    FEATURES,
+    LIMITS,
+    Uploads,
+    default_output,
+    features,
+    make_data,
+    parse_features,
+)
+from .guard import json_safe
 
-__all__ = ["DATASETS", "LIMITS", "PRESETS", "Run", "make_data", "parse_settings"]
+__all__ = ["DATASETS", "LIMITS", "PRESETS", "Run", "Uploads", "form", "make_data",
+           "parse_settings"]
 
-#: The largest values a page may ask for: they bound each run's memory.
-LIMITS = {"points": 2000, "units": 128, "layers": 4, "steps": 500, "epochs": 5000,
-          "classes": 6}
 GRID = 60  # the regions' resolution
-UNIT_GRID = 30  # each hidden unit's picture
-MAX_UNITS_SHOWN = 16  # per layer
+UNIT_GRID = 20  # each unit's picture on the drawn network
+MAX_UNITS_SHOWN = 16  # per layer, on the drawn network
+MATH_ROWS = 8  # rows of each weight matrix that a point's math sends
 
+#: The settings the page shows first; the others are under "more".
+SHOWN_FIRST = ("dataset", "points", "noise", "valid", "classes", "features", "hidden",
+               "activation", "lr", "optimizer", "momentum", "batch_size", "l1", "l2",
+               "dropout", "patience")
 
-@dataclass(frozen=True)
-class DataSet:
-    """A data set of the plane: what it models, and its default output."""
-
-    name: str
-    regression: bool = False
-    k_classes: bool = False  # it takes a number of classes (blobs, spiral)
-    help: str = ""
-
-
-DATASETS = {d.name: d for d in (
-    DataSet("moons", help="two interleaved half circles"),
-    DataSet("circles", help="a disc inside a ring"),
-    DataSet("xor", help="the class is the sign of x1 x2"),
-    DataSet("spiral", k_classes=True, help="interleaved spiral arms, one per class"),
-    DataSet("blobs", k_classes=True, help="Gaussian clusters, one per class"),
-    DataSet("plane", regression=True, help="regression: a tilted plane, (x1 + 2 x2) / 3"),
-    DataSet("waves", regression=True, help="regression: sin(pi x1) cos(pi x2)"),
-)}
-
-#: The data's own settings: name -> (default, check of the page's text).
-DATA_DEFAULTS = {"dataset": "moons", "points": 300, "noise": 0.25, "valid": 0.3, "classes": 2}
-
-#: The assignment's experiments (exercise 5): capacity by weight decay, by
-#: hidden units, by early stopping. Each is a list of settings to compare.
+#: Comparisons that teach (exercise 5 of the assignment: capacity by weight
+#: decay, by hidden units, by early stopping): runs trained side by side on
+#: the same data, each with its settings written on it. The figures each
+#: shows are measured in docs/playground.md (examples/playground_presets.py).
+_COMPARED = {"dataset": "moons", "points": 500, "noise": 0.35, "valid": 0.6, "epochs": 1500}
 PRESETS = {
-    "weight decay": [{"hidden": "100", "l2": l2, "noise": 0.3, "points": 200}
-                     for l2 in ("0", "0.001", "0.01")],
-    "hidden units": [{"hidden": h, "noise": 0.3, "points": 200} for h in ("2", "5", "100")],
-    "early stopping": [{"hidden": "100", "noise": 0.3, "points": 200, "patience": p}
-                       for p in (0, 20, 5)],
+    "weight decay": {
+        "claim": "with no weight decay a big net bends round the noise and overfits; L2 = 0.001 "
+                 "smooths the regions and has the lowest validation error; L2 = 0.01 is too "
+                 "much: the boundary straightens and underfits",
+        "data": _COMPARED,
+        "runs": [{"hidden": "128,128", "l2": "0"}, {"hidden": "128,128", "l2": "0.001"},
+                 {"hidden": "128,128", "l2": "0.01"}]},
+    "hidden units": {
+        "claim": "one unit underfits (a straight boundary); 8 units fit; two layers of 128 "
+                 "overfit noisy data: the lowest training error, the highest validation error",
+        "data": _COMPARED,
+        "runs": [{"hidden": "1"}, {"hidden": "8"}, {"hidden": "128,128"}]},
+    "early stopping": {
+        "claim": "early stopping ends 150 epochs after the best validation epoch, and keeps "
+                 "that epoch's parameters, before the net overfits",
+        "data": _COMPARED,
+        "runs": [{"hidden": "128,128"}, {"hidden": "128,128", "patience": "150"}]},
 }
-
-
-# --------------------------------------------------------------------------
-# Data sets
-# --------------------------------------------------------------------------
-
-
-def make_data(kind: str, n: int, noise: float, seed: int,
-              classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """n points in the plane, seeded: X (n, 2) float64, and y: (n,) int64
-    classes in [0, classes), or (n,) float64 targets for a regression set."""
-    if kind == "moons":
-        return make_moons(n, noise=noise, seed=seed)
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % classes
-    if kind == "circles":  # an inner disc against a ring
-        r = np.where(y == 0, rng.uniform(0, 0.5, n), rng.uniform(0.8, 1.2, n))
-        t = rng.uniform(0, 2 * np.pi, n)
-        X = np.column_stack([r * np.cos(t), r * np.sin(t)])
-    elif kind == "xor":  # the class is the sign of x1 x2
-        X = rng.uniform(-1, 1, (n, 2))
-        y = (X[:, 0] * X[:, 1] > 0).astype(np.int64)
-    elif kind == "spiral":  # interleaved arms, one per class
-        t = np.sqrt(rng.uniform(0, 1, n)) * 3 * np.pi
-        turn = 2 * np.pi * y / classes if classes > 2 else np.where(y == 0, 0.0, np.pi)
-        X = np.column_stack([t * np.cos(t + turn), t * np.sin(t + turn)]) / (3 * np.pi)
-    elif kind == "blobs":  # a Gaussian cluster per class
-        if classes == 2:
-            centers = np.array([[-0.6, -0.4], [0.6, 0.4]])
-        else:
-            angle = 2 * np.pi * np.arange(classes) / classes
-            centers = 0.8 * np.column_stack([np.cos(angle), np.sin(angle)])
-        X = centers[y] + 0.35 * rng.normal(size=(n, 2))
-    else:  # regression: targets over the uniform square
-        X = rng.uniform(-1, 1, (n, 2))
-        if kind == "plane":
-            t = (X[:, 0] + 2 * X[:, 1]) / 3
-        else:
-            t = np.sin(np.pi * X[:, 0]) * np.cos(np.pi * X[:, 1])
-        return X, t + noise * 0.2 * rng.normal(size=n)
-    X = X + noise * rng.normal(size=X.shape) * (0.5 if kind != "moons" else 1.0)
-    return X, y.astype(np.int64)
 
 
 # --------------------------------------------------------------------------
@@ -125,48 +100,46 @@ def make_data(kind: str, n: int, noise: float, seed: int,
 # --------------------------------------------------------------------------
 
 
-def _number(raw, name: str, cast, **bounds):
-    value = raw
-    if isinstance(raw, str):
-        try:
-            value = cast(raw.strip()) if raw.strip().isascii() else None
-        except ValueError:
-            value = None
-        if value is None:
-            raise InputError(f"{name} must be a number, got {raw!r}"[:200])
-    return validate.number(name, value, integer=cast is int, **bounds)
-
-
-def parse_settings(raw) -> dict:
+def parse_settings(raw, uploads: Uploads | None = None) -> dict:
     """The settings of a run, from the page's JSON (or its URL's query):
-    the data's and the parameter table's, checked and bounded, or an
-    InputError that names the setting."""
+    the data's (:data:`handprop.playground.data.DATA`) and the parameter
+    table's, checked and bounded, or an InputError that names the setting.
+    A data set uploaded to the server is named ``upload-...``, found in
+    ``uploads``."""
     if not isinstance(raw, dict):
         raise InputError("the settings must be a JSON object")
     raw = dict(raw)
     if "batch" in raw and "batch_size" not in raw:  # the name of links made before 0.3
         raw["batch_size"] = raw.pop("batch")
     names = table.names_in("playground")
-    unknown = sorted(set(raw) - set(DATA_DEFAULTS) - set(names))
+    unknown = sorted(set(map(str, raw)) - set(DATA) - set(names))
     if unknown:
-        raise InputError(f"unknown settings {', '.join(map(str, unknown))}"[:300])
-    s = {**DATA_DEFAULTS, **{k: v for k, v in raw.items() if k in DATA_DEFAULTS}}
-    dataset = s["dataset"]
-    if not isinstance(dataset, str) or dataset not in DATASETS:
-        raise InputError(f"dataset must be one of {', '.join(DATASETS)}, got "
-                         f"{dataset!r}"[:200])
-    out = {"dataset": dataset,
-           "points": _number(s["points"], "points", int, low=20, high=LIMITS["points"]),
-           "noise": _number(s["noise"], "noise", float, low=0, high=2),
-           "valid": _number(s["valid"], "valid", float, low=0.05, high=0.8),
-           "classes": _number(s["classes"], "classes", int, low=2, high=LIMITS["classes"])}
-    if out["classes"] != 2 and not DATASETS[dataset].k_classes:
+        raise InputError(f"unknown settings {', '.join(unknown)}"[:300])
+    given = {k: raw.get(k, p.default) for k, p in DATA.items()}
+    dataset = given["dataset"]
+    upload = None
+    if isinstance(dataset, str) and dataset.startswith("upload-"):
+        if uploads is None:
+            raise InputError("this server takes no uploaded data sets")
+        upload = uploads.get(dataset)
+    else:
+        if not isinstance(dataset, str) or dataset not in DATASETS:
+            raise InputError(f"dataset must be one of {', '.join(DATASETS)}, or an uploaded "
+                             f"one, got {dataset!r}"[:200])
+    out = {"dataset": dataset}
+    for name in ("points", "noise", "valid", "classes"):
+        out[name] = DATA[name].check(given[name], text=True)
+    out["features"] = parse_features(given["features"])
+    regression = upload.regression if upload else DATASETS[dataset].regression
+    if upload is not None:
+        out["points"], out["classes"] = len(upload.X), upload.classes
+    elif out["classes"] != 2 and not DATASETS[dataset].k_classes:
         raise InputError(f"{dataset} has two classes; more are drawn by "
                          f"{', '.join(d.name for d in DATASETS.values() if d.k_classes)}")
-    given = {k: v for k, v in raw.items() if k in names}
-    if "output" not in given and DATASETS[dataset].regression:
-        given["output"] = next(p.name for p in OUTPUTS.values() if not p.classifies)
-    net, run = table.resolve(given, context="playground", text=True)
+    values = {k: v for k, v in raw.items() if k in names}
+    if "output" not in values:
+        values["output"] = default_output(regression)
+    net, run = table.resolve(values, context="playground", text=True)
     hidden = net["hidden"]
     if len(hidden) > LIMITS["layers"] or max(hidden) > LIMITS["units"]:
         raise InputError(f"hidden: at most {LIMITS['layers']} layers of at most "
@@ -190,6 +163,28 @@ def parse_settings(raw) -> dict:
     return out
 
 
+def form() -> dict:
+    """What the page builds its form from: the data's settings and the
+    parameter table's (with the playground's defaults), which to show first,
+    the data sets, the features and the limits."""
+    data = []
+    for p in DATA.values():
+        entry = {"name": p.name, "kind": p.kind, "help": p.help, "choices": list(p.choices),
+                 "default": p.default, "text": p.text(p.default), "low": p.low, "high": p.high,
+                 "low_open": p.low_open, "high_open": p.high_open, "optional": False,
+                 "per": None, "part": "data", "parts": [], "off": None, "live": False,
+                 "describe": p.describe()}
+        if p.name == "features":
+            entry["labels"] = {k: v[0] for k, v in FEATURES.items()}
+        data.append(entry)
+    return {"data_parameters": data, "parameters": table.to_json("playground"),
+            "data": DATA_DEFAULTS, "shown_first": list(SHOWN_FIRST),
+            "datasets": {d.name: {"regression": d.regression, "k_classes": d.k_classes,
+                                  "help": d.help, "output": default_output(d.regression)}
+                         for d in DATASETS.values()},
+            "limits": LIMITS}
+
+
 # --------------------------------------------------------------------------
 # A run
 # --------------------------------------------------------------------------
@@ -201,37 +196,77 @@ def _bytes(values: np.ndarray) -> str:
     return base64.b64encode(q.tobytes()).decode("ascii")
 
 
+def _signed(values: np.ndarray) -> tuple[list[str], float]:
+    """Columns of (n, k) values on one diverging scale: each as bytes, 0 at
+    the middle (127.5), and the scale s (the largest |value|: 0 is -s, 255 is s)."""
+    s = float(np.max(np.abs(values))) if values.size else 0.0
+    s = s if math.isfinite(s) and s > 0 else 1.0
+    return [_bytes((values[:, j] / s + 1) / 2) for j in range(values.shape[1])], s
+
+
 class Run:
     """A net training on a data set of the plane, a few minibatches at a
-    time, through the epoch runner of ``fit``."""
+    time, through the epoch runner of ``fit``.
 
-    def __init__(self, settings: dict) -> None:
-        self.settings = s = settings
-        X, y = make_data(s["dataset"], s["points"], s["noise"], s["seed"], s["classes"])
-        order = np.random.default_rng([s["seed"], 1]).permutation(len(X))
-        X, y = X[order], y[order]
-        n_valid = max(2, int(round(s["valid"] * len(X))))
-        self.X, self.y = X[n_valid:], y[n_valid:]
-        self.X_valid, self.y_valid = X[:n_valid], y[:n_valid]
-        self.test = make_data(s["dataset"], s["points"], s["noise"], s["seed"] + 1,
-                              s["classes"])
+    Attributes
+    ----------
+    P, P_valid, P_test : (n, 2) points of the train, validation and test sets
+    y, y_valid, y_test : their classes (int64) or targets (float64)
+    X, X_valid : the net's inputs, the features of the points (n, d)
+    """
+
+    def __init__(self, settings: dict, uploads: Uploads | None = None) -> None:
+        self.settings = s = dict(settings)
+        self.names = s["features"]
+        if s["dataset"].startswith("upload-"):
+            up = (uploads or Uploads()).get(s["dataset"])
+            order = np.random.default_rng([s["seed"], 2]).permutation(len(up.X))
+            n_test = max(2, len(up.X) // 5)
+            P, y = up.X[order[n_test:]], up.y[order[n_test:]]
+            self.P_test, self.y_test = up.X[order[:n_test]], up.y[order[:n_test]]
+        else:
+            P, y = make_data(s["dataset"], s["points"], s["noise"], s["seed"], s["classes"])
+            self.P_test, self.y_test = make_data(s["dataset"], s["points"], s["noise"],
+                                                 s["seed"] + 1, s["classes"])
+        order = np.random.default_rng([s["seed"], 1]).permutation(len(P))
+        P, y = P[order], y[order]
+        n_valid = max(2, int(round(s["valid"] * len(P))))
+        self.P, self.y = P[n_valid:], y[n_valid:]
+        self.P_valid, self.y_valid = P[:n_valid], y[:n_valid]
+        self.X, self.X_valid = self.inputs(self.P), self.inputs(self.P_valid)
+        self.X_test = self.inputs(self.P_test)
         values = {k: v for k, v in s.items() if k in table.PARAMETERS}
         net_values, run_values = table.resolve(values)
         pair = output_pair(net_values["output"])
-        m = outputs_for(pair, np.concatenate([y, self.test[1]]), s["dataset"])
-        self.net = MLP(2, net_values["hidden"], m, activation=net_values["activation"],
-                       output=pair.name, dtype=net_values["dtype"], seed=s["seed"])
-        self.run_settings = RunSettings(**run_values)
-        self.runner = Runner(self.net, self.run_settings, Data.check(
-            self.net, self.X, self.y, (self.X_valid, self.y_valid), self.test))
+        m = outputs_for(pair, np.concatenate([y, self.y_test]), s["dataset"])
+        self.net = MLP(len(self.names), net_values["hidden"], m,
+                       activation=net_values["activation"], output=pair.name,
+                       dtype=net_values["dtype"], seed=s["seed"])
+        self.runner = Runner(self.net, RunSettings(**run_values), Data.check(
+            self.net, self.X, self.y, (self.X_valid, self.y_valid),
+            (self.X_test, self.y_test)))
         self.stopped = ""
+        self.changes: list[dict] = []  # the live changes: epoch, minibatch, name, value
+        self.last_batch: dict | None = None
         self.initial = self._evaluate(0)  # epoch 0: the untrained net
-        lo = np.minimum(X.min(axis=0), self.test[0].min(axis=0))
-        hi = np.maximum(X.max(axis=0), self.test[0].max(axis=0))
+        every = np.vstack([P, self.P_test])
+        lo, hi = every.min(axis=0), every.max(axis=0)
         pad = 0.15 * (hi - lo)
         self.box = [float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]),
                     float(hi[1] + pad[1])]
         self.lock = threading.Lock()
+
+    def inputs(self, P: np.ndarray) -> np.ndarray:
+        """The net's inputs (n, d): the run's features of the points P (n, 2)."""
+        return features(self.names, P)
+
+    @property
+    def test(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.X_test, self.y_test
+
+    @property
+    def run_settings(self) -> RunSettings:
+        return self.runner.settings
 
     @property
     def step(self):
@@ -251,7 +286,14 @@ class Run:
     def history(self) -> list[dict]:
         """One record per epoch, epoch 0 (the untrained net) first; without
         the epochs' wall times, so that a run's record is the same each time."""
-        rows = [self.initial, *self.runner.history.to_dicts()]
+        return self.history_since(0)
+
+    def history_since(self, epoch: int) -> list[dict]:
+        """The records of the epochs from ``epoch`` on: the work of a step's
+        reply does not grow with the epochs before."""
+        records = self.runner.history
+        rows = ([self.initial] if epoch == 0 else []) + type(records)(
+            records[max(epoch - 1, 0):]).to_dicts()
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
     def _evaluate(self, epoch: int) -> dict:
@@ -266,11 +308,18 @@ class Run:
         """Train ``steps`` minibatches (fewer if the run stops)."""
         steps = validate.number("steps", steps, low=1, high=LIMITS["steps"], integer=True)
         runner = self.runner
+
+        def seen(b):  # the last minibatch trained, for the page to show
+            self.last_batch = {"epoch": runner.epoch + 1, "batch": b,
+                               "n_batches": runner.n_batches,
+                               "order": runner.in_epoch["order"],
+                               "size": runner.step.batch_size}
+
         with self.lock, runner:
             while steps and not self.stopped:
                 before = runner.steps_taken
                 try:
-                    runner.train(max_batches=steps)
+                    runner.train(max_batches=steps, after_batch=seen)
                 except Diverged as exc:
                     self.stopped = str(exc)
                     break
@@ -280,6 +329,33 @@ class Run:
                     self.stopped = (runner.finished if not runner.finished.startswith(
                         "finished") else f"stopped at the playground's limit of "
                         f"{self.run_settings.epochs} epochs")
+
+    def retune(self, changes: dict) -> dict:
+        """Change live settings (the table's ``live`` parameters: the
+        learning rate, momentum, the lambdas, the minibatch size), given as
+        the page writes them, without a reset. An InputError names a setting
+        that cannot change so, or a bad value; then nothing changes.
+        Returns the run's settings."""
+        if not isinstance(changes, dict) or not changes:
+            raise InputError("the changes must be a JSON object of settings")
+        n_weights = self.net.L + 1
+        parsed = {}
+        for name, value in changes.items():
+            p = table.PARAMETERS.get(name) if isinstance(name, str) else None
+            if p is None or not p.live or name not in table.names_in("playground"):
+                raise InputError(f"{name} cannot change while the run trains: it resets the "
+                                 f"run"[:200])
+            parsed[name] = p.check(value, n_weights=n_weights, text=True)
+        with self.lock:
+            applied = self.runner.retune(**parsed)
+            for name, value in applied.items():
+                self.settings[name] = list(value) if isinstance(value, tuple) else value
+                self.changes.append({"epoch": self.epoch, "batch": self.batch, "name": name,
+                                     "value": table.PARAMETERS[name].text(value)})
+            if self.stopped.startswith("training diverged"):
+                self.runner.go_on_after_divergence()  # at the new values
+                self.stopped = ""
+        return self.settings
 
     # -- what the page draws --------------------------------------------------
 
@@ -295,7 +371,8 @@ class Run:
         pair = self.net.pair
         if not pair.classifies:
             p = cache.o_s[:, 0]
-            lo, hi = float(min(p.min(), self.y.min())), float(max(p.max(), self.y.max()))
+            targets = np.concatenate([self.y, self.y_valid, self.y_test])
+            lo, hi = float(min(p.min(), targets.min())), float(max(p.max(), targets.max()))
             return {"kind": "regression", "regions": _bytes((p - lo) / max(hi - lo, 1e-12)),
                     "range": [lo, hi]}
         if pair.binary(self.net.m):
@@ -306,67 +383,137 @@ class Run:
         return {"kind": "classes", "classes": k, "regions": _bytes(best / (k - 1)),
                 "confidence": _bytes(cache.o_s.max(axis=1))}
 
-    def state(self) -> dict:
-        with self.lock:
-            params = self.net.params
-            cache = forward(params, self._grid(GRID), self.net.activation, self.net.pair)
-            units = []
-            hidden = forward(params, self._grid(UNIT_GRID), self.net.activation, self.net.pair)
-            for layer in hidden.layers:
-                h = layer.h_s[:, :MAX_UNITS_SHOWN]
-                lo, hi = h.min(axis=0), h.max(axis=0)
-                scaled = (h - lo) / np.where(hi > lo, hi - lo, 1)
-                units.append([_bytes(scaled[:, j]) for j in range(h.shape[1])])
-            return {
-                "epoch": self.epoch, "batch": self.batch, "stopped": self.stopped,
-                "box": self.box, "grid": GRID, "unit_grid": UNIT_GRID,
-                **self._regions(cache), "measure": self.net.pair.measure, "units": units,
-                "units_per_layer": list(self.net.hidden),
-                "train": {"X": np.round(self.X, 4).tolist(), "y": self.y.tolist()},
-                "valid": {"X": np.round(self.X_valid, 4).tolist(),
-                          "y": self.y_valid.tolist()},
-                "history": _json_safe(self.history), "settings": self.settings,
-                "command": self.command(),
-            }
+    def _network(self) -> dict:
+        """The drawn network: each layer's units (the inputs, the hidden
+        layers, the outputs) as pictures of their output over the plane, on
+        one diverging scale per layer, and the weights and biases between
+        the units shown (the first :data:`MAX_UNITS_SHOWN` of a layer)."""
+        params = self.net.params
+        grid = self._grid(UNIT_GRID)
+        F = self.inputs(grid)
+        cache = forward(params, F, self.net.activation, self.net.pair)
+        values = [F, *(layer.h_s for layer in cache.layers), cache.o_s]
+        layers = []
+        for l, v in enumerate(values):
+            shown = v[:, :MAX_UNITS_SHOWN] if 0 < l < len(values) - 1 else v
+            if l == len(values) - 1 and self.net.pair.classifies:  # probabilities
+                images, scale = [_bytes(shown[:, j]) for j in range(shown.shape[1])], 1.0
+                signed = False
+            else:
+                (images, scale), signed = _signed(shown), True
+            layers.append({"units": int(v.shape[1]), "shown": int(shown.shape[1]),
+                           "images": images, "scale": scale, "signed": signed})
+        weights = {}
+        for l in range(1, self.net.L + 2):
+            n_out, n_in = layers[l]["shown"], layers[l - 1]["shown"]
+            weights[f"W{l}"] = params[f"W{l}"][:n_out, :n_in].tolist()
+            weights[f"b{l}"] = params[f"b{l}"][:n_out].tolist()
+        names = [FEATURES[n][0] for n in self.names]
+        return {"layers": layers, "weights": weights, "inputs": names, "grid": UNIT_GRID}
 
-    def math(self, x: float, y: float, label) -> dict:
-        """One point's forward and backward pass, and a finite-difference
-        check of its gradient, in the derivation's names. ``label`` is the
-        point's class, or its target for a regression set."""
-        x = validate.number("x", x)
-        y = validate.number("y", y)
-        pair = self.net.pair
+    def points(self) -> dict:
+        """The data's points, which do not change during a run (sent once)."""
+        def part(P, y):
+            return {"X": np.round(P, 4).tolist(), "y": np.asarray(y).tolist()}
+
+        return {"train": part(self.P, self.y), "valid": part(self.P_valid, self.y_valid),
+                "test": part(self.P_test, self.y_test)}
+
+    def state(self, since: int = 0) -> dict:
+        """What the page draws after a step: the regions, the drawn network,
+        the minibatch just trained, and the history from epoch ``since`` on
+        (the page keeps the rest), so that a reply's size does not grow with
+        the epochs. With ``since`` 0 (a new run), the points too."""
+        since = validate.number("since", since, low=0, integer=True)
+        with self.lock:
+            cache = forward(self.net.params, self.inputs(self._grid(GRID)),
+                            self.net.activation, self.net.pair)
+            batch = None
+            if self.last_batch is not None:
+                b, K = self.last_batch["batch"], self.last_batch["size"]
+                batch = {k: v for k, v in self.last_batch.items() if k not in ("order", "size")}
+                batch["indices"] = self.last_batch["order"][b * K:(b + 1) * K].tolist()
+            out = {
+                "epoch": self.epoch, "batch": self.batch, "n_batches": self.runner.n_batches,
+                "steps": self.runner.steps_taken, "stopped": self.stopped, "box": self.box,
+                "grid": GRID, **self._regions(cache), "measure": self.net.pair.measure,
+                "network": self._network(), "last_batch": batch,
+                "history": json_safe(self.history_since(since)), "history_from": since,
+                "settings": self.settings, "changes": self.changes, "command": self.command(),
+                "best_epoch": self.runner.best_epoch,
+            }
+            if since == 0:
+                out["points"] = self.points()
+            return out
+
+    def math(self, x: float, y: float, label=None) -> dict:
+        """One point's forward and backward pass, in the derivation's names,
+        and a finite-difference check of its gradient.
+
+        ``label`` is the point's class, or its target for a regression set;
+        None takes the label of the nearest point of the data (train,
+        validation or test). The backward pass is written out: the output
+        delta o_s - t, then each hidden layer's delta
+        (W_{l+1}^T delta_{l+1}) * g'(h_a), which are also the gradients of
+        the biases of this one point (the math has no penalty and no
+        dropout)."""
+        x = validate.number("x", x, low=-1e6, high=1e6)
+        y = validate.number("y", y, low=-1e6, high=1e6)
+        pair, net = self.net.pair, self.net
+        nearest = None
+        if label is None:
+            P = np.vstack([self.P, self.P_valid, self.P_test])
+            labels = np.concatenate([self.y, self.y_valid, self.y_test])
+            i = int(np.argmin(((P - [x, y]) ** 2).sum(axis=1)))
+            label, nearest = labels[i].item(), [float(P[i, 0]), float(P[i, 1])]
         if pair.class_indices:
-            label = validate.number("label", label, low=0, high=self.net.m - 1, integer=True)
+            label = validate.number("label", label, low=0, high=net.m - 1, integer=True)
             target = np.array([label])
         elif pair.classifies:  # logistic units: a class 0 or 1 of one unit
             label = validate.number("label", label, low=0, high=1, integer=True)
-            target = np.array([[label]] * 1, dtype=float).reshape(1, self.net.m)
+            target = np.full((1, net.m), float(label))
         else:
-            label = validate.number("label", label)
+            label = validate.number("label", label, low=-1e6, high=1e6)
             target = np.array([[label]])
         with self.lock:
-            X = np.array([[x, y]])
-            cache = self.net.fprop(X)
-            loss, grads = self.net.loss_and_grads(X, target)
-            report = gradcheck(self.net, X, target, eps=1e-3, order=4, max_entries=200)
-        layers = [{"h_a": np.round(layer.h_a[0], 6).tolist(),
-                   "h_s": np.round(layer.h_s[0], 6).tolist()} for layer in cache.layers]
-        return _json_safe({
-            "x": [x, y], "label": label, "layers": layers,
-            "o_a": cache.o_a[0].tolist(), "o_s": cache.o_s[0].tolist(), "loss": loss,
+            X = self.inputs(np.array([[x, y]]))
+            params = {k: v.copy() for k, v in net.params.items()}
+            cache = net.fprop(X)
+            loss, grads = net.loss_and_grads(X, target)
+            report = gradcheck(net, X, target, eps=1e-3, order=4, max_entries=200)
+        o_s, t_row, _ = pair.example(cache.o_a[0], target[0], 0.0)
+        deltas = [o_s - t_row]  # the output delta, then down the hidden layers
+        g_prime = act.DERIVATIVES[act.resolve(net.activation)]
+        for l in range(net.L, 0, -1):
+            layer = cache.layers[l - 1]
+            back = params[f"W{l + 1}"].T @ deltas[0]
+            deltas.insert(0, back * g_prime(layer.h_a[0], layer.h_s[0]))
+        layers = [{"h_a": layer.h_a[0].tolist(), "h_s": layer.h_s[0].tolist(),
+                   "delta": deltas[l].tolist()} for l, layer in enumerate(cache.layers)]
+        shapes = {k: list(v.shape) for k, v in params.items()}
+        return json_safe({
+            "x": [x, y], "input": X[0].tolist(), "features": [FEATURES[n][0] for n in self.names],
+            "label": label, "nearest": nearest, "target": t_row.tolist(), "layers": layers,
+            "o_a": cache.o_a[0].tolist(), "o_s": cache.o_s[0].tolist(),
+            "delta_o": deltas[-1].tolist(), "loss": loss, "loss_name": pair.loss_name,
+            "output": pair.name, "activation": net.activation, "epoch": self.epoch,
+            "batch": self.batch, "shapes": shapes,
+            "params": {k: (v[:MATH_ROWS].tolist()) for k, v in params.items()},
             "grads": {k: v.tolist() for k, v in grads.items()},
-            "gradcheck": {"max_rel_error": report.max_rel_error, "passed": report.passed,
-                          "kinks": report.n_kinks,
-                          "per_param": {c.name: c.max_rel_error for c in report.checks}}})
+            "gradcheck": _checked(report)})
 
     # -- export ------------------------------------------------------------------
 
     def command(self) -> str:
-        """The ``handprop train`` command of these settings, on the run's data
-        written as data.csv (its own 80/10/10 split)."""
+        """The ``handprop train`` command that reproduces this run's finished
+        epochs on its own split (``split.npz``, :meth:`split_npz`), bit for
+        bit when no setting changed during the run; with a note when one did,
+        or when an epoch is under way."""
+        if self.epoch == 0:
+            return ("# no epoch trained yet: train one, and the command that reproduces the "
+                    "run appears here")
         s = self.settings
-        parts = ["handprop train --dataset data.csv"]
+        parts = ["handprop train --dataset split.npz"]
         for name in table.names_in("playground"):
             p = table.PARAMETERS[name]
             value = s.get(name)
@@ -377,13 +524,35 @@ class Run:
             if value == p.default or (isinstance(value, list) and tuple(value) == p.default):
                 continue
             parts.append(f"--{name.replace('_', '-')} {p.text(value)}")
-        parts.append(f"--epochs {max(self.epoch, 1)}")
-        return " ".join(parts)
+        best = self.runner.best_epoch if self.runner.finished else None
+        parts.append(f"--epochs {self.epoch}")
+        notes = []
+        if self.changes:
+            notes.append(f"the run's settings changed as it trained ({len(self.changes)} "
+                         f"change{'s' if len(self.changes) > 1 else ''}, the last of "
+                         f"{self.changes[-1]['name']} at epoch {self.changes[-1]['epoch']}): "
+                         f"this command trains with today's values from the start")
+        if self.batch:
+            notes.append(f"the page is {self.batch} minibatches into epoch {self.epoch + 1}, "
+                         f"which the command does not train")
+        if best is not None and best != self.epoch:
+            notes.append(f"early stopping keeps epoch {best}")
+        return " ".join(parts) + "".join(f"  # {n}" for n in notes)
+
+    def split_npz(self) -> bytes:
+        """The run's data as the net reads it (its features), in its split:
+        an .npz of X_train, y_train, X_valid, y_valid, X_test and y_test,
+        which ``handprop train --dataset`` uses as it is split."""
+        buffer = io.BytesIO()
+        np.savez(buffer, X_train=self.X, y_train=self.y, X_valid=self.X_valid,
+                 y_valid=self.y_valid, X_test=self.X_test, y_test=self.y_test)
+        return buffer.getvalue()
 
     def data_csv(self) -> str:
-        X = np.vstack([self.X, self.X_valid, self.test[0]])
-        y = np.concatenate([self.y, self.y_valid, self.test[1]])
-        rows = [f"{a!r},{b!r},{c!r}" for (a, b), c in zip(X.tolist(), y.tolist(), strict=True)]
+        """The points (x1, x2 and the label) of train, validation and test, in order."""
+        P = np.vstack([self.P, self.P_valid, self.P_test])
+        y = np.concatenate([self.y, self.y_valid, self.y_test])
+        rows = [f"{a!r},{b!r},{c!r}" for (a, b), c in zip(P.tolist(), y.tolist(), strict=True)]
         return "x1,x2,label\n" + "\n".join(rows) + "\n"
 
     def model_bytes(self) -> bytes:
@@ -393,16 +562,29 @@ class Run:
         with self.lock, tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.npz"
             self.net.save(path, settings=self.settings, epoch=self.epoch,
-                          history=_json_safe(self.history))
+                          history=json_safe(self.history))
             return path.read_bytes()
 
 
-def _json_safe(value):
-    """NaN and infinities (which JSON does not have) as None, everywhere."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
+#: An entry of a point's gradient check passes with a relative error below
+#: the check's tolerance, or an absolute one below this: an entry near 0
+#: (a saturated tanh gives 1e-8) has a relative error that the finite
+#: difference's own error (about 1e-12 with eps = 1e-3) dominates.
+ABS_TOL = 1e-10
+
+
+def _checked(report) -> dict:
+    """A gradient check as the page shows it: per parameter, the largest
+    relative and absolute errors (kinks left out), and whether each entry
+    passes (see :data:`ABS_TOL`)."""
+    per_param, abs_errors, passed = {}, {}, True
+    for c in report.checks:
+        ok = ~c.kink
+        rel = c.rel_error[ok]
+        err = np.abs(c.analytic - c.numerical)[ok]
+        per_param[c.name] = float(rel.max()) if rel.size else 0.0
+        abs_errors[c.name] = float(err.max()) if err.size else 0.0
+        passed &= bool(np.all((rel <= report.tol) | (err <= ABS_TOL)))
+    return {"max_rel_error": report.max_rel_error, "passed": passed, "tol": report.tol,
+            "abs_tol": ABS_TOL, "kinks": report.n_kinks, "per_param": per_param,
+            "abs_error": abs_errors}

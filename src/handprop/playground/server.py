@@ -5,13 +5,18 @@ least recently used goes first), and every setting is bounded, so memory
 stays bounded whatever the page asks. Bad settings get a message, in JSON,
 which the page shows; the server goes on.
 
-API (JSON): ``GET /api/parameters`` (the parameter table, with the
-playground's defaults, and the data sets); ``POST /api/runs`` (settings)
-makes a run; ``POST /api/runs/ID/step`` ({"steps": n}) trains it; ``POST
-/api/runs/ID/math`` ({"x": .., "y": .., "label": a class, or a target})
-shows one point's passes; ``GET /api/runs/ID/model.npz``, ``/data.csv`` and
-``/command`` export it; ``GET /api/presets`` lists the assignment's
-experiments.
+API (JSON): ``GET /api/parameters`` (the data's settings and the parameter
+table, with the playground's defaults: what the page builds its form from);
+``POST /api/uploads`` ({"csv": text}) keeps a data set of the user's;
+``POST /api/runs`` (settings) makes a run; ``POST /api/runs/ID/step``
+({"steps": n, "since": epoch}) trains it and answers its state, with the
+history from epoch ``since`` on; ``POST /api/runs/ID/settings``
+({"changes": {...}, "since": epoch}) changes live settings (learning rate,
+momentum, lambdas, minibatch size) without a reset; ``POST
+/api/runs/ID/math`` ({"x": .., "y": .., "label": a class, a target, or
+none for the nearest point's}) shows one point's passes; ``GET
+/api/runs/ID/split.npz``, ``/model.npz``, ``/data.csv`` and ``/command``
+export it; ``GET /api/presets`` lists the comparisons that teach.
 
 Under load (:mod:`handprop.playground.guard`): the math of at most
 ``guard.MAX_MATH`` requests runs at once (every ``/api/runs`` request waits
@@ -31,9 +36,8 @@ from pathlib import Path
 
 from .. import validate
 from ..errors import InputError
-from ..train import parameters as table
 from . import guard
-from .runs import DATA_DEFAULTS, DATASETS, LIMITS, PRESETS, Run, parse_settings
+from .runs import LIMITS, PRESETS, Run, Uploads, form, parse_settings
 
 __all__ = ["create_app", "serve", "Runs", "NoSuchRun", "MAX_RUNS"]
 
@@ -90,8 +94,10 @@ def create_app(limit: int = MAX_RUNS):
     app.json = guard.json_provider()(app)  # NaN and infinities as null
     app.config["MAX_CONTENT_LENGTH"] = guard.MAX_BODY
     runs = Runs(limit)
+    uploads = Uploads()
     app.config["RUNS"] = runs
     gate = app.config["GATE"] = guard.Gate()
+    app.config["UPLOADS"] = uploads
 
     def body() -> dict:
         return guard.read_json(request)
@@ -161,31 +167,43 @@ def create_app(limit: int = MAX_RUNS):
 
     @app.get("/api/presets")
     def presets():
-        return jsonify(presets=PRESETS, defaults=_defaults(), limits=LIMITS)
+        return jsonify(presets=PRESETS, order=list(PRESETS), defaults=_defaults(),
+                       limits=LIMITS)
 
     @app.get("/api/parameters")
     def parameters():
-        return jsonify(parameters=table.to_json("playground"), data=DATA_DEFAULTS,
-                       datasets={d.name: {"regression": d.regression,
-                                          "k_classes": d.k_classes, "help": d.help}
-                                 for d in DATASETS.values()},
-                       limits=LIMITS)
+        return jsonify(**form())
+
+    @app.post("/api/uploads")
+    def upload():
+        return jsonify(uploads.add(body().get("csv")).describe())
 
     @app.post("/api/runs")
     def new_run():
-        run = Run(parse_settings(body()))
+        run = Run(parse_settings(body(), uploads), uploads)
         return jsonify(id=runs.add(run), state=run.state())
 
     @app.post("/api/runs/<key>/step")
     def step(key):
-        run = runs.get(key)
-        run.advance(body().get("steps", 10))
-        return jsonify(state=run.state())
+        run, data = runs.get(key), body()
+        run.advance(data.get("steps", 10))
+        return jsonify(state=run.state(data.get("since", 0)))
+
+    @app.post("/api/runs/<key>/settings")
+    def retune(key):
+        run, data = runs.get(key), body()
+        run.retune(data.get("changes"))
+        return jsonify(state=run.state(data.get("since", 0)))
 
     @app.post("/api/runs/<key>/math")
     def math_(key):
         data = body()
-        return jsonify(runs.get(key).math(data.get("x"), data.get("y"), data.get("label", 1)))
+        return jsonify(runs.get(key).math(data.get("x"), data.get("y"), data.get("label")))
+
+    @app.get("/api/runs/<key>/split.npz")
+    def split(key):
+        return Response(runs.get(key).split_npz(), mimetype="application/octet-stream",
+                        headers={"Content-Disposition": "attachment; filename=split.npz"})
 
     @app.get("/api/runs/<key>/command")
     def command(key):
@@ -206,10 +224,8 @@ def create_app(limit: int = MAX_RUNS):
 
 def _defaults() -> dict:
     """Every setting's default on the page: the data's, and the table's."""
-    out = dict(DATA_DEFAULTS)
-    for p in table.to_json("playground"):
-        out[p["name"]] = p["text"]
-    return out
+    info = form()
+    return {p["name"]: p["text"] for p in info["data_parameters"] + info["parameters"]}
 
 
 def serve(host: str = "127.0.0.1", port: int = 8050, open_browser: bool = True) -> None:

@@ -79,7 +79,9 @@ class Parameter:
     off : for an optional parameter, the number that also means None where
         values are text (the CLI, a URL, a form): a patience of 0 is no early
         stopping there; in Python, None is
-    faces : the faces it does not apply to, by name, with the reason in ``why``
+    not_in : the faces it does not apply to, by name, with the reason in ``why``
+    live : it may change while a run trains (``Runner.retune``): the
+        playground changes it without a reset
     """
 
     name: str
@@ -100,6 +102,7 @@ class Parameter:
     metavar: str | None = None
     off: float | None = None
     not_in: tuple[str, ...] = ()
+    live: bool = False
 
     # -- values -----------------------------------------------------------------
 
@@ -295,19 +298,20 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
        why="two moons are small and need many epochs; the playground runs until stopped, "
            "up to its limit"),
     _P("batch_size", "int", 100, "minibatch size K", low=1, where={"playground": 20},
-       why="the playground's data sets have a few hundred points", metavar="K"),
-    _P("lr", "float", 0.1, "the learning rate (for adam, 0.001 suits)", low=0, low_open=True),
+       why="the playground's data sets have a few hundred points", metavar="K", live=True),
+    _P("lr", "float", 0.1, "the learning rate (for adam, 0.001 suits)", low=0, low_open=True,
+       live=True),
     _P("optimizer", "choice", "sgd", "sgd (with momentum) or adam", choices=tuple(OPTIMIZERS)),
-    _P("momentum", "float", 0.9, "sgd's momentum", low=0, high=1, high_open=True),
+    _P("momentum", "float", 0.9, "sgd's momentum", low=0, high=1, high_open=True, live=True),
     _P("nesterov", "flag", False, "Nesterov's momentum (sgd)"),
     _P("betas", "pair", (0.9, 0.999), "adam's decay rates of its two moments", low=0, high=1,
        high_open=True, parts=("beta1", "beta2"), metavar="BETA1,BETA2"),
     _P("epsilon", "float", 1e-8, "adam's epsilon", low=0, low_open=True),
     _P("schedule", "choice", "constant", "the learning-rate schedule", choices=SCHEDULES),
     _P("l1", "lambdas", (0.0,), "L1 lambdas: one for every weight matrix, or one per matrix",
-       per="matrix", metavar="W1,W2,..."),
+       per="matrix", metavar="W1,W2,...", live=True),
     _P("l2", "lambdas", (0.0,), "L2 lambdas: one for every weight matrix, or one per matrix",
-       per="matrix", metavar="W1,W2,..."),
+       per="matrix", metavar="W1,W2,...", live=True),
     _P("patience", "int", None, "stop after this many epochs without a better validation "
        "error (loss, for regression), keeping the best epoch; none or 0: no early stopping",
        low=1, optional=True, off=0),
@@ -394,7 +398,7 @@ def to_json(context: str | None = None) -> list[dict]:
             "default": list(default) if isinstance(default, tuple) else default,
             "text": p.text(default), "low": p.low, "high": p.high, "low_open": p.low_open,
             "high_open": p.high_open, "optional": p.optional, "per": p.per,
-            "part": p.part, "parts": list(p.parts), "off": p.off,
+            "part": p.part, "parts": list(p.parts), "off": p.off, "live": p.live,
             "describe": p.describe()})
     return out
 

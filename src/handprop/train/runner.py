@@ -152,10 +152,13 @@ class Runner:
                          sample_weight=put(data.weights), rng=self.rng, augment=augment,
                          seed=settings.seed, host_X=data.X)
         self.n_batches = self.step.n_batches
+        self.steps_before = 0  # the minibatch steps of the finished epochs
+        self.pending_batch_size: int | None = None  # a new K, from the next epoch
         self.eval_work = Workspace(net.sizes, min(2048, max(len(data.X), 1)), net.dtype,
                                    net.pair, xp)
         # the end of the last good epoch, for a rollback
         self.snapshot = {k: v.copy() for k, v in self.device.params.items()}
+
     def __enter__(self) -> Runner:
         self.errstate = np.errstate(over="ignore", invalid="ignore")
         self.errstate.__enter__()
@@ -169,7 +172,78 @@ class Runner:
     @property
     def steps_taken(self) -> int:
         """Minibatch steps taken so far (every finished epoch's, and this one's)."""
-        return self.epoch * self.n_batches + (self.in_epoch["batch"] if self.in_epoch else 0)
+        return self.steps_before + (self.in_epoch["batch"] if self.in_epoch else 0)
+
+    # -- live changes -----------------------------------------------------------
+
+    def retune(self, **changes) -> dict:
+        """Change parameters of the run as it trains: those the parameter
+        table marks ``live`` (the learning rate, momentum, the L1 and L2
+        lambdas, the minibatch size), by their table names, each checked by
+        the table; an InputError names a bad value or a parameter that
+        cannot change mid-run, and then nothing changes.
+
+        The learning rate is the schedule's starting point (the epoch under
+        way continues at the new rate), the momentum the optimizer's, the
+        lambdas the step's penalty, from the next minibatch on. A new
+        minibatch size changes how the examples are cut, so it takes effect
+        at the start of the next epoch (now, between epochs).
+
+        Returns the changes as they were applied, each checked value by name.
+        """
+        from .parameters import PARAMETERS, per_matrix
+
+        fixed = sorted(n for n in changes if n not in PARAMETERS or not PARAMETERS[n].live)
+        if fixed:
+            live = ", ".join(n for n, p in PARAMETERS.items() if p.live)
+            raise InputError(f"{', '.join(map(str, fixed))} cannot change while the run trains "
+                             f"(only {live} can): start a new run")
+        n_weights = self.net.L + 1
+        checked = {n: PARAMETERS[n].check(v, n_weights=n_weights) for n, v in changes.items()}
+        fields = {n: v for n, v in checked.items() if n not in ("l1", "l2")}
+        if "l1" in checked or "l2" in checked:
+            pen = self.settings.penalty
+            old = [[pen.lambdas(f"W{k}")[i] for k in range(1, n_weights + 1)] for i in (0, 1)]
+            l1 = checked.get("l1", old[0])
+            l2 = checked.get("l2", old[1])
+            fields["penalty"] = type(pen).per_matrix(per_matrix("l1", l1, n_weights),
+                                                     per_matrix("l2", l2, n_weights))
+        settings = self.settings.replace(**fields)  # the optimizer's checks too
+        settings.check_net(self.net)
+        if "lr" in fields:
+            old_lr, new_lr = self.settings.lr, settings.lr
+            self.sched.lr = new_lr
+            if getattr(self.sched, "current", None) is not None:  # a plateau's cut rate
+                self.sched.current *= new_lr / old_lr
+            if self.in_epoch is not None:
+                self.in_epoch["first_rate"] = self.sched.rate(self.epoch + 1)
+        if "momentum" in fields and hasattr(self.optimizer, "momentum"):
+            self.optimizer.momentum = settings.momentum
+        if "penalty" in fields:
+            self.step.retune(penalty=settings.penalty)
+        if "batch_size" in fields:
+            self.pending_batch_size = settings.batch_size
+            if self.in_epoch is None:
+                self._take_batch_size()
+        self.settings = settings
+        self.record["run"] = settings.to_dict()
+        return checked
+
+    def go_on_after_divergence(self) -> None:
+        """After :class:`Diverged` (the parameters restored to the end of the
+        last good epoch), let the run go on, with settings retuned: the
+        optimizer's state (velocity, moments), which the diverged minibatches
+        left non-finite, starts afresh."""
+        self.optimizer = self.settings.make_optimizer()
+        self.device.adopt(self.optimizer)
+        self.step.optimizer = self.optimizer
+        self.history.stop_reason = ""
+
+    def _take_batch_size(self) -> None:
+        if self.pending_batch_size is not None:
+            self.step.retune(batch_size=self.pending_batch_size)
+            self.n_batches = self.step.n_batches
+            self.pending_batch_size = None
 
     # -- training -------------------------------------------------------------
 
@@ -185,6 +259,7 @@ class Runner:
         epoch = self.epoch + 1
         part = self.in_epoch
         if part is None:
+            self._take_batch_size()
             part = self.in_epoch = {
                 "order": self.rng.permutation(len(self.data.X)), "batch": 0, "tally": None,
                 "loss_sum": 0.0, "seconds": 0.0, "first_rate": self.sched.rate(epoch)}
@@ -261,8 +336,10 @@ class Runner:
         (which watches the validation error, or the validation loss of a
         regression pair), and the run's end."""
         self.history.append(record)
+        self.steps_before += self.n_batches
         self.epoch = record.epoch
         self.in_epoch = None
+        self._take_batch_size()
         score = record.valid_error if self.pair.classifies else record.valid_loss
         self.sched.observe(score if not math.isnan(score) else record.train_loss)
         patience = self.settings.patience
@@ -413,6 +490,7 @@ class Runner:
             raise ValueError("the best epoch's parameters are incomplete")
         self.best_params = best_params or None
         self.epoch, self.history, self.finished = epoch, history, finished
+        self.steps_before = epoch * self.n_batches
         self.best_score = math.inf if score is None else float(score)
         self.best_epoch = best_epoch
         self.in_epoch = part

@@ -265,19 +265,46 @@ class Step:
         self.decay, self.max_norm, self.smoothing = decay, max_norm, label_smoothing
         self.track_penalty = track_penalty
         self.stop_on_nonfinite = stop_on_nonfinite
-        self.xp = xp = namespace(T) if _is_sparse(X) else namespace(X)
-        self.batch_size = batch_size
-        self.n_batches = -(-X.shape[0] // batch_size)
+        self.xp = namespace(T) if _is_sparse(X) else namespace(X)
+        self._net, self._rng, self._dropout = net, rng, dropout
+        self._augment, self._seed, self._host_X = augment, seed, host_X
         self._penalties: dict[float, ElasticNet | None] = {}
         if optimizer is None:  # only the objective: no minibatch buffers
+            self.batch_size = batch_size
+            self.n_batches = -(-X.shape[0] // batch_size)
             self.work = self.masks = None
             self.batches = _Batches(X, T, None, None, seed)
             return
+        self._buffers(batch_size)
+
+    def _buffers(self, batch_size: int) -> None:
+        """The minibatch buffers of minibatches of at most ``batch_size``."""
+        net, X = self._net, self.X
+        self.batch_size = batch_size
+        self.n_batches = -(-X.shape[0] // batch_size)
         K = max(1, min(batch_size, X.shape[0]))
-        self.work = Workspace(net.sizes, K, net.dtype, net.pair, xp)
-        self.masks = (DropoutMasks(rng, K, net.sizes, dropout, net.dtype, xp)
-                      if any(dropout) else None)
-        self.batches = _Batches(X, T, self.work, augment, seed, host_X=host_X)
+        self.work = Workspace(net.sizes, K, net.dtype, net.pair, self.xp)
+        self.masks = (DropoutMasks(self._rng, K, net.sizes, self._dropout, net.dtype, self.xp)
+                      if any(self._dropout) else None)
+        self.batches = _Batches(X, self.T, self.work, self._augment, self._seed,
+                                host_X=self._host_X)
+
+    def retune(self, *, penalty=..., batch_size: int | None = None) -> None:
+        """Change the penalty (an ElasticNet or None) or the minibatch size
+        K between two minibatches, for a run whose settings change as it
+        trains (the playground). A new K takes effect at the next
+        :meth:`start_epoch`: call it between epochs. The optimizer's own
+        parameters (momentum) are its attributes; the learning rate is the
+        caller's, given to every step."""
+        if penalty is not ...:
+            self.penalty = self._net.check_penalty(penalty)
+            self._penalties.clear()
+        if batch_size is not None and batch_size != self.batch_size:
+            was_open = self.batches.pool is not None
+            self.batches.close()
+            self._buffers(batch_size)
+            if was_open:
+                self.batches.open()
 
     def __enter__(self) -> Step:
         self.batches.open()
