@@ -83,12 +83,10 @@ class Runs:
 def create_app(limit: int = MAX_RUNS):
     """The Flask application: the page, its assets and the JSON API."""
     try:
-        from flask import Flask, Response, jsonify, request, send_from_directory
+        from flask import Flask
     except ImportError:
         raise ImportError("handprop playground needs Flask: pip install "
                           "'handprop[playground]'") from None
-
-    from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
     app = Flask(__name__, static_folder=None)
     app.json = guard.json_provider()(app)  # NaN and infinities as null
@@ -98,9 +96,16 @@ def create_app(limit: int = MAX_RUNS):
     app.config["RUNS"] = runs
     gate = app.config["GATE"] = guard.Gate()
     app.config["UPLOADS"] = uploads
+    _guarded(app, gate)
+    _page(app)
+    _api(app, runs, uploads)
+    return app
 
-    def body() -> dict:
-        return guard.read_json(request)
+
+def _guarded(app, gate) -> None:
+    """The gate around a run's math, and every error as a JSON reply."""
+    from flask import jsonify, request
+    from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
     # A run's math (every request about runs) waits at the gate; the page,
     # its assets and the tables do not.
@@ -153,6 +158,11 @@ def create_app(limit: int = MAX_RUNS):
         return error(f"a bug in handprop ({type(exc).__name__}); the server's log has its "
                      f"traceback", 500)
 
+
+def _page(app) -> None:
+    """The page and its assets."""
+    from flask import send_from_directory
+
     @app.get("/")
     def index():
         return send_from_directory(STATIC, "index.html")
@@ -164,6 +174,14 @@ def create_app(limit: int = MAX_RUNS):
     @app.get("/static/<path:name>")
     def static(name):
         return send_from_directory(STATIC, name)
+
+
+def _api(app, runs: Runs, uploads) -> None:
+    """The JSON API: the tables, uploads, runs and their exports."""
+    from flask import Response, jsonify, request
+
+    def body() -> dict:
+        return guard.read_json(request)
 
     @app.get("/api/presets")
     def presets():
@@ -218,8 +236,6 @@ def create_app(limit: int = MAX_RUNS):
     def model(key):
         return Response(runs.get(key).model_bytes(), mimetype="application/octet-stream",
                         headers={"Content-Disposition": "attachment; filename=model.npz"})
-
-    return app
 
 
 def _defaults() -> dict:
