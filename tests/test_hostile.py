@@ -300,7 +300,8 @@ def test_a_zip_bomb_member_is_not_read(tmp_path):
 def test_a_csv_cell_longer_than_the_csv_limit(tmp_path):
     path = _csv(tmp_path / "d.csv", _rows(10) + "1," + "9" * 200_000 + ",0\n")
     one_line(cli("train", "--dataset", path, "--out", tmp_path / "run"),
-             r"d.csv: line 11: field larger than field limit")
+             r"d.csv: line 11, column 2: '9{20}'... \(200,000 characters\) is not a finite "
+             r"number")
 
 
 def test_a_huge_label_is_refused_before_allocating(tmp_path):
@@ -357,7 +358,7 @@ def test_huge_integers(tmp_path, option):
 def test_a_huge_epochs_in_run_json(tmp_path):
     run = _finished_run(tmp_path / "run")
     saved = json.loads((run / "run.json").read_text())
-    saved["settings"]["epochs"] = 10**400
+    saved["settings"]["epochs"] = 10**40  # under the digit limit of the JSON reader
     (run / "run.json").write_text(json.dumps(saved))
     one_line(cli("train", "--resume", run), "not a run handprop can resume .*epochs must be an "
                                             "integer >= 1 that fits in 64 bits")
