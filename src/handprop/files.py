@@ -110,7 +110,8 @@ def _destination(path: Path) -> Path:
     except FileNotFoundError:
         return real
     except OSError as exc:
-        raise OSError(exc.errno, f"cannot write {shown(path)}: {exc.strerror or exc}") from None
+        raise _os_error(exc.errno, f"cannot write {shown(path)}: {exc.strerror or exc}") \
+            from None
     if not stat.S_ISREG(mode):
         raise InputError(f"cannot write {shown(path)}: it is {_kind_of(mode)}; handprop "
                          f"replaces files atomically and will not replace one that is not a "
@@ -142,8 +143,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     path = _destination(given)
     folder = path.parent
     if not folder.is_dir():
-        raise OSError(errno.ENOENT, f"cannot write {shown(given)}: folder "
-                                    f"{shown(given.parent)} does not exist")
+        raise _os_error(errno.ENOENT, f"cannot write {shown(given)}: folder "
+                                      f"{shown(given.parent)} does not exist")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp",
                                    dir=folder)
@@ -166,6 +167,14 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     _fsync_folder(folder)
 
 
+def _os_error(number: int | None, message: str) -> OSError:
+    """An OSError whose text is ``message`` alone (no "[Errno N]"), with its
+    errno kept."""
+    error = OSError(message)
+    error.errno = number
+    return error
+
+
 def _unnamed(exc: OSError, tmp) -> bool:
     """An error of the system in writing that names no file (ENOSPC from a
     write names none) or names the temporary file, not the destination."""
@@ -176,7 +185,7 @@ def _write_error(exc: OSError, given: Path, tmp) -> OSError:
     """The OSError of a failed write, saying which file could not be written
     (the destination; the temporary file is an implementation detail)."""
     reason = exc.strerror or str(exc)
-    return OSError(exc.errno, f"cannot write {shown(given)}: {reason}; nothing was replaced")
+    return _os_error(exc.errno, f"cannot write {shown(given)}: {reason}; nothing was replaced")
 
 
 def _alive(pid: int) -> bool:
@@ -413,8 +422,8 @@ def _read_member(zf, info, path, name: str, expected: Expected | None):
         out = np.empty(shape[::-1] if fortran else shape, dtype)
         view = memoryview(out.reshape(-1).view(np.uint8))
         done = 0
-        while done < size:
-            got = stream.readinto(view[done:])
+        while done < size:  # a block at a time: a zip stream's readinto reads a copy first
+            got = stream.readinto(view[done:done + (16 << 20)])
             if not got:
                 raise InputError(f"{path}: array {name} is truncated")
             done += got

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..core import activations as act
 from .common import UsageError, number_list, path, positive_float, positive_int, real, seed
@@ -81,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
                 fit(net, *train, epochs=max(stops), batch_size=args.batch_size, lr=args.lr,
                     momentum=args.momentum, penalty=ElasticNet(l2_W1=l2, l2_W2=l2),
                     seed=args.seed, progress=False, on_epoch=keep)
-            except Diverged as exc:
-                raise UsageError(f"d_h {d_h}, l2 {l2:g}: {exc}") from None
+            except Diverged as exc:  # a result that failed, as in train: one line, exit 1
+                print(f"handprop: d_h {d_h}, l2 {l2:g}: {exc}", file=sys.stderr)
+                return 1
             for e in stops:
                 err = evaluate(snapshots[e], *valid)[0]
                 title = f"d_h={d_h}, l2={l2:g}" + (f", {e} epochs" if len(stops) > 1 else "")

@@ -152,8 +152,10 @@ class AppendLog:
             finally:
                 os.close(fd)
         except OSError as exc:  # a full disk names no file: say which
-            raise OSError(exc.errno, f"cannot append epoch {history[-1].epoch} to the log "
-                                     f"{self.path}: {exc.strerror or exc}") from None
+            error = OSError(f"cannot append epoch {history[-1].epoch} to the log "
+                            f"{self.path}: {exc.strerror or exc}")
+            error.errno = exc.errno
+            raise error from None
 
 
 class SignalGuard:
