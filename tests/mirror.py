@@ -71,7 +71,7 @@ def flood(handler, count: int) -> None:
     handler.send_response(200)
     handler.end_headers()
     block = bytes(1 << 20)
-    for _ in range(4096):  # 4 GB at most, so that the test thread ends too
+    for _ in range(256):  # 256 MB at most, so that the test thread ends too
         handler.wfile.write(block)
 
 
