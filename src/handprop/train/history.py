@@ -179,6 +179,8 @@ class History(list):
                                        comments=None)
             except UnicodeDecodeError:
                 raise InputError(f"{name}: not a handprop log: not UTF-8 text") from None
+            except InputError:
+                raise
             except ValueError:
                 raise _bad_log_line(path) from None
         if table.size and table.shape[1] != len(COLUMNS):
