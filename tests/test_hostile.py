@@ -9,6 +9,7 @@ file merely declares, never print a traceback, and never be misread.
     python tests/test_hostile.py             # every case, a line each
     python tests/test_hostile.py --src DIR   # the same against another src/ (a
                                              # checkout of an earlier version)
+    python tests/test_hostile.py -k EXPR     # the cases that pytest's -k selects
 """
 
 from __future__ import annotations
@@ -1054,7 +1055,8 @@ def main(argv: list[str]) -> int:
         os.environ["HANDPROP_HOSTILE_SRC"] = str(Path(argv[argv.index("--src") + 1]).resolve())
     record = Path(tempfile.mkdtemp()) / "outcomes.jsonl"
     os.environ["HANDPROP_HOSTILE_RECORD"] = str(record)
-    status = pytest.main([__file__, "-q", "-p", "no:cacheprovider", "--tb=no"])
+    chosen = ["-k", argv[argv.index("-k") + 1]] if "-k" in argv else []
+    status = pytest.main([__file__, "-q", "-p", "no:cacheprovider", "--tb=no", *chosen])
     print("\n| case | exit | seconds | peak MB | last line of stderr |\n|---|---:|---:|---:|---|")
     for line in record.read_text().splitlines() if record.exists() else []:
         r = json.loads(line)
