@@ -790,7 +790,7 @@ def test_distortions_has_a_bounded_n(tmp_path):  # 20
                                                 r"would take about \d+\.\d GiB, more than"),
     (["train", "--hidden", ",".join(["1"] * 50_000)],
      "argument --hidden: hidden must name at most 1000 hidden layers, got 50,000"),
-])
+], ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else "")
 def test_sizes_are_bounded_before_allocating(tmp_path, args, message):  # 21
     one_line(cli(*args, *(["--out", tmp_path / "run"] if args[0] == "train" else [])),
              message, seconds=8, peak_mb=200)
@@ -920,7 +920,7 @@ def test_a_default_run_folder_is_not_left_behind(tmp_path):
     ["regions", "--momentum"], ["regions", "--noise"], ["regions", "--l2"],
     ["distortions", "--n"], ["distortions", "--seed"], ["bench-epoch", "--k"],
     ["playground", "--port"],
-])
+], ids="-".join)
 def test_digits_of_other_scripts_are_refused(tmp_path, args):
     # Arabic-Indic 2 (and 0.2): int() and float() take them, which no one means
     value = "\u0662" if args[1] not in ("--lr", "--momentum", "--noise", "--eps", "--tol",
