@@ -194,14 +194,15 @@ HOSTILE_MUTANTS = [
            _hostile("big_model")),
     Mutant("csv-read-whole", "data/datasets.py",
            "                    table = np.loadtxt(text, delimiter=delimiter,",
-           "                    table = np.loadtxt(text.read().splitlines(), "
-           "delimiter=delimiter,",
-           "a CSV's whole text and its lines are held while it is parsed",
+           "                    table = np.loadtxt([\",\".join(r) for r in list(csv.reader("
+           "text.read().splitlines()))], delimiter=delimiter,",
+           "a CSV's text, its lines and its cells are held while it is parsed (as by "
+           "handprop 0.2's reader)",
            _hostile("csv_is_read_in_bounded")),
     Mutant("log-read-whole", "train/history.py",
            "                    table = np.loadtxt(text, delimiter=\",\",",
-           "                    table = np.loadtxt([list(csv.reader([x])) and x for x in "
-           "text.read().splitlines()], delimiter=\",\",",
+           "                    table = np.loadtxt([\",\".join(r) for r in list(csv.reader("
+           "text.read().splitlines()))], delimiter=\",\",",
            "a log's text, lines and cells are held while it is parsed",
            _hostile("long_log")),
     Mutant("figure-checked-after-training", "cli/regions.py",
