@@ -9,6 +9,8 @@ and must pass.
 
     python tests/plant_bugs.py            # every mutant, a line each
     python tests/plant_bugs.py nesterov   # the mutants whose name has "nesterov"
+    python tests/plant_bugs.py --hostile  # the defences against hostile input, against
+                                          # tests/test_hostile.py (by hand: minutes)
 
 ``tests/test_plant_bugs.py`` runs the same in the test suite.
 """
@@ -16,6 +18,7 @@ and must pass.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -206,6 +209,181 @@ MUTANTS = [
 ]
 
 
+def _hostile(k: str) -> str:
+    return f"tests/test_hostile.py -k '{k}'"
+
+
+#: Bugs planted in the defences against hostile input (issue 21): each must
+#: make its cases of tests/test_hostile.py fail. Run by hand, not in the
+#: suite (each runs handprop in subprocesses for tens of seconds):
+#: ``python tests/plant_bugs.py --hostile [NAME ...]``.
+HOSTILE_MUTANTS = [
+    Mutant("old-checkpoint-removed-first", "cli/train.py",
+           "    pair = output_pair(plan.net[\"output\"])\n    train, valid, test = load_dataset(",
+           "    pair = output_pair(plan.net[\"output\"])\n    ckpt.path_in(out).unlink("
+           "missing_ok=True)\n    train, valid, test = load_dataset(",
+           "train removes the old run's checkpoint before its data has loaded",
+           _hostile("keeps")),
+    Mutant("empty-path-taken", "cli/common.py",
+           "    if not text.strip():\n        raise argparse.ArgumentTypeError(f\"expected a path",
+           "    if False:\n        raise argparse.ArgumentTypeError(f\"expected a path",
+           "an empty path argument means the current folder or a default",
+           _hostile("empty_paths")),
+    Mutant("optimizer-state-incomplete", "train/optimizers.py",
+           "            _require_all(\"velocity\", velocity, shapes)",
+           "            pass",
+           "a checkpoint without a velocity array resumes",
+           _hostile("optimizer_array")),
+    Mutant("schedule-state-unchecked", "train/schedules.py",
+           "checked = {name: _check_field(name, state[name]) for name in names}",
+           "checked = {name: state[name] for name in names}",
+           "a schedule's state is taken as it is (a negative rate, infinities)",
+           _hostile("every_field and schedule")),
+    Mutant("rng-state-unchecked", "train/runner.py",
+           "self.rng.bit_generator.state = _checked_rng(meta[\"rng\"], self.rng)",
+           "self.rng.bit_generator.state = meta[\"rng\"]",
+           "a random generator's state is set without a trial",
+           _hostile("every_field and rng")),
+    Mutant("stopped-epoch-range-unchecked", "train/runner.py",
+           "    if part[\"seconds\"] < 0 or part[\"first_rate\"] <= 0 or part[\"loss_sum\"] < 0:",
+           "    if False:",
+           "a stopped epoch's negative time or zero rate is taken",
+           _hostile("every_field and in_epoch")),
+    Mutant("run-json-unbounded", "cli/train.py",
+           "    saved = parse_json(read_text(path, \"run file\"), str(path))",
+           "    saved = json.loads(read_text(path, \"run file\"))",
+           "run.json is parsed without the nesting and digit limits",
+           _hostile("nesting and run.json")),
+    Mutant("log-epoch-unchecked", "train/history.py",
+           "        bad = ~((epochs >= 1) & (epochs <= INT_MAX) & (epochs == np.floor(epochs)))",
+           "        bad = epochs < 1",
+           "a log's epoch of 5,000 digits (inf) reaches int()",
+           _hostile("nesting and log")),
+    Mutant("model-loaded-twice", "core/modelfile.py",
+           "np.ascontiguousarray(arrays.pop(k))",
+           "np.array(arrays[k])",
+           "a model's arrays are copied after they are read",
+           _hostile("big_model")),
+    Mutant("zip-member-read-whole", "files.py",
+           "got = stream.readinto(view[done:done + (16 << 20)])",
+           "got = stream.readinto(view[done:])",
+           "a deflated member is read into a temporary copy, then into the array",
+           _hostile("big_model")),
+    Mutant("csv-read-whole", "data/datasets.py",
+           "                    table = np.loadtxt(text, delimiter=delimiter,",
+           "                    table = np.loadtxt([\",\".join(r) for r in list(csv.reader("
+           "text.read().splitlines()))], delimiter=delimiter,",
+           "a CSV's text, its lines and its cells are held while it is parsed (as by "
+           "handprop 0.2's reader)",
+           _hostile("csv_is_read_in_bounded")),
+    Mutant("log-read-whole", "train/history.py",
+           "                    table = np.loadtxt(text, delimiter=\",\",",
+           "                    table = np.loadtxt([\",\".join(r) for r in list(csv.reader("
+           "text.read().splitlines()))], delimiter=\",\",",
+           "a log's text, lines and cells are held while it is parsed",
+           _hostile("long_log")),
+    Mutant("figure-checked-after-training", "cli/regions.py",
+           "    check_figure_path(args.out)  # before training, not after it\n",
+           "",
+           "regions finds a bad --out only after training",
+           _hostile("figure_format and regions")),
+    Mutant("figure-checked-after-reading", "cli/curves.py",
+           "    check_figure_path(args.out)  # before reading the log\n",
+           "",
+           "curves reads the log before checking --out",
+           _hostile("figure_format and curves")),
+    Mutant("ffmpeg-not-checked", "plotting.py",
+           "        if not writers.is_available(\"ffmpeg\"):",
+           "        if False:",
+           "an .mp4 without ffmpeg fails after training",
+           _hostile("mp4")),
+    Mutant("regions-divergence-as-usage", "cli/regions.py",
+           "                print(f\"handprop: d_h {d_h}, l2 {l2:g}: {exc}\", file=sys.stderr)\n"
+           "                return 1",
+           "                raise UsageError(f\"d_h {d_h}, l2 {l2:g}: {exc}\") from None",
+           "a diverged regions run is reported as bad input, not as train reports it",
+           _hostile("divergence_in_regions")),
+    Mutant("layers-unbounded", "validate.py",
+           "    if len(sizes) > MAX_LAYERS:",
+           "    if False:",
+           "50,000 hidden layers are taken",
+           _hostile("sizes_are_bounded")),
+    Mutant("training-memory-unchecked", "train/settings.py",
+           "        if need > limit:\n            hidden = ",
+           "        if False:\n            hidden = ",
+           "a run is allocated without its memory estimate checked",
+           _hostile("sizes_are_bounded and train")),
+    Mutant("npz-folder-is-checkpoint", "train/checkpoint.py",
+           "    if folder.suffix == \".npz\" and not folder.is_dir():",
+           "    if folder.suffix == \".npz\":",
+           "a run folder named NAME.npz is taken for the checkpoint file",
+           _hostile("ends_in_npz")),
+    Mutant("negative-sample-weight", "estimator.py",
+           "            if sw.size and sw.min() < 0:",
+           "            if False:",
+           "a negative sample_weight reaches the penalty (\"l2_W1 must be >= 0\")",
+           _hostile("negative_sample_weight")),
+    Mutant("data-file-is-file-check", "data/datasets.py",
+           "    path = Path(path)\n    table, header = read_table(path)\n",
+           "    path = Path(path)\n    if not path.is_file():\n        raise DataError(f\"{path}: "
+           "no such file\")\n    table, header = read_table(path)\n",
+           "a device, a folder or a link loop given as a CSV is \"no such file\"",
+           _hostile("special_data_files")),
+    Mutant("path-shown-raw", "files.py",
+           "    return text if text.isprintable() else repr(text)",
+           "    return text",
+           "a newline in a file's name splits the message",
+           _hostile("newline")),
+    Mutant("npy-header-unbounded", "files.py",
+           "            if length > MAX_NPY_HEADER:",
+           "            if False:",
+           "a 200 KB .npy header gets NumPy's message",
+           _hostile("npy_header")),
+    Mutant("lock-left-behind", "cli/train.py",
+           "                if not started and not had_lock:  # removed while still held",
+           "                if False:",
+           "a rejected train leaves .handprop.lock in the folder",
+           _hostile("no_folder_or_lock")),
+    Mutant("other-scripts-floats", "cli/common.py",
+           "    if not text.strip().isascii():  # float() takes other scripts' digits too\n"
+           "        raise ValueError(text)",
+           "    pass",
+           "--lr and --eps take Arabic-Indic digits",
+           _hostile("digits_of_other_scripts and (lr or eps or tol or noise or momentum)")),
+    Mutant("other-scripts-lists", "cli/common.py",
+           "            if not text.isascii():  # int() and float() take other scripts' digits\n"
+           "                raise ValueError(text)",
+           "            pass",
+           "regions' --hidden, --epochs and --l2 take Arabic-Indic digits",
+           _hostile("digits_of_other_scripts and regions")),
+    Mutant("write-error-unnamed", "files.py",
+           "    return exc.errno is not None and exc.filename in (None, tmp)",
+           "    return False",
+           "a full or read-only disk is reported without the file's name",
+           _hostile("full_or_read_only")),
+    Mutant("sighup-ignored", "train/checkpoint.py",
+           "(\"SIGINT\", \"SIGTERM\", \"SIGHUP\")",
+           "(\"SIGINT\", \"SIGTERM\")",
+           "closing the terminal kills the run in its epoch",
+           _hostile("sighup")),
+    Mutant("download-unbounded", "data/datasets.py",
+           "        if self.size > self.limit:",
+           "        if False:",
+           "a mirror may send any number of bytes",
+           _hostile("never_ends")),
+    Mutant("download-unchecked", "data/datasets.py",
+           "registry={f\"{name}.gz\": f\"sha256:{sha256}\"}",
+           "registry={f\"{name}.gz\": None}",
+           "a download is kept without its checksum checked",
+           _hostile("checked_before")),
+    Mutant("download-over-http", "data/datasets.py",
+           "    if parts.scheme == \"https\":\n        return True",
+           "    if parts.scheme in (\"https\", \"http\"):\n        return True",
+           "a mirror over plain HTTP (or a redirect to one) is used",
+           _hostile("plain_http")),
+]
+
+
 def _copy_with(mutant: Mutant | None, folder: Path) -> Path:
     src = folder / "src"
     shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("*.egg-info",
@@ -230,7 +408,7 @@ def run(mutant: Mutant | None, tests: str | None = None) -> tuple[int, list[str]
         env = {**os.environ, "PYTHONPATH": str(src)}
         r = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf",
-             *tests.split()],
+             *shlex.split(tests)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         check = subprocess.run([sys.executable, "-c", "import handprop; print(handprop.__file__)"],
                                env=env, capture_output=True, text=True, cwd=tmp)
@@ -242,7 +420,9 @@ def run(mutant: Mutant | None, tests: str | None = None) -> tuple[int, list[str]
 
 
 def main(argv: list[str]) -> int:
-    chosen = [m for m in MUTANTS if not argv or any(a in m.name for a in argv)]
+    pool = HOSTILE_MUTANTS if "--hostile" in argv else MUTANTS
+    argv = [a for a in argv if a != "--hostile"]
+    chosen = [m for m in pool if not argv or any(a in m.name for a in argv)]
     for tests in sorted({m.tests for m in chosen}):
         status, failed = run(None, tests)
         print(f"control (no bug planted), {tests}: pytest exit {status}, {len(failed)} failed")

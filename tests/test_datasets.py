@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
+import mirror
 from conftest import MNIST_DIR
 from handprop.data import datasets
 from handprop.data.datasets import (
@@ -123,18 +124,42 @@ def test_mnist_missing_without_download(tmp_path):
 
 
 def test_mnist_download_checks_and_renames(tmp_path, monkeypatch):
-    # a "mirror" on the local disk: file:// URLs go through the same code path
+    # a mirror on this machine, over HTTP (loopback is allowed), through pooch
     bad = tmp_path / "bad_mirror"
     bad.mkdir()
     for name in datasets.MNIST_FILES:
         (bad / f"{name}.gz").write_bytes(gzip.compress(b"not mnist"))
-    monkeypatch.setattr(datasets, "MNIST_MIRRORS", (bad.as_uri() + "/", MNIST_DIR.as_uri() + "/"))
+    monkeypatch.setattr(datasets, "MNIST_ARCHIVES", mirror.archives(MNIST_DIR))
+    monkeypatch.setattr(datasets, "DOWNLOAD_RETRIES", 0)
     cache = tmp_path / "cache"
     cache.mkdir()  # an existing folder: downloads go there
-    (_, ytr), _, _ = load_mnist(cache)
+    with mirror.serve(bad) as first, mirror.serve(MNIST_DIR) as second:
+        monkeypatch.setattr(datasets, "MNIST_MIRRORS", (first.url, second.url))
+        (_, ytr), _, _ = load_mnist(cache)
     assert len(ytr) == 50000
     assert sorted(p.name for p in cache.iterdir()) == sorted(f"{n}.gz" for n in
                                                              datasets.MNIST_FILES)
+    assert len(first.requests) == len(second.requests) == 4  # the bad one, then the good
+
+
+def test_mnist_download_retries_then_succeeds(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "MNIST_ARCHIVES", mirror.archives(MNIST_DIR))
+    monkeypatch.setattr(datasets, "DOWNLOAD_RETRIES", 1)
+    cache = tmp_path / "cache"
+    _copy_mnist(cache)
+    (cache / f"{LABELS}.gz").unlink()
+    routes = {f"/{LABELS}.gz": mirror.fail_then(MNIST_DIR / f"{LABELS}.gz", failures=1)}
+    with mirror.serve(routes=routes) as local:
+        monkeypatch.setattr(datasets, "MNIST_MIRRORS", (local.url,))
+        load_mnist(cache)
+    assert local.requests == [f"/{LABELS}.gz"] * 2  # failed once, retried once
+
+
+def test_mnist_mirrors_are_https():
+    assert all(m.startswith("https://") for m in datasets.MNIST_MIRRORS)
+    assert datasets._secure("https://example.org/x") and datasets._secure("http://127.0.0.1/")
+    assert not datasets._secure("http://example.org/x")
+    assert not datasets._secure("ftp://127.0.0.1/x")
 
 
 def test_mnist_failed_download_leaves_nothing_and_says_where(tmp_path, monkeypatch):
@@ -142,14 +167,17 @@ def test_mnist_failed_download_leaves_nothing_and_says_where(tmp_path, monkeypat
     bad.mkdir()
     for name in datasets.MNIST_FILES:
         (bad / f"{name}.gz").write_bytes(gzip.compress(b"not mnist"))
-    monkeypatch.setattr(datasets, "MNIST_MIRRORS", (bad.as_uri() + "/",
-                                                    "http://127.0.0.1:9/nothing/"))
+    monkeypatch.setattr(datasets, "DOWNLOAD_RETRIES", 0)
     cache = tmp_path / "cache"
     cache.mkdir()
-    with pytest.raises(DataError) as info:
-        load_mnist(cache, timeout=2)
+    with mirror.serve(bad) as local:
+        monkeypatch.setattr(datasets, "MNIST_MIRRORS", (local.url, "http://127.0.0.1:9/nothing/",
+                                                        "http://example.org/mnist/"))
+        with pytest.raises(DataError) as info:
+            load_mnist(cache, timeout=2)
     text = str(info.value)
     assert "checksum mismatch" in text and "Put the four IDX files" in text
+    assert "http://example.org/mnist/train-images-idx3-ubyte.gz: not HTTPS" in text
     assert str(cache) in text and "HANDPROP_DATA" in text
     assert list(cache.iterdir()) == []  # nothing half-written
 
@@ -190,7 +218,11 @@ def test_load_csv_with_and_without_header(tmp_path):
     ("a,b,label\n1,2,0\n3,4\n", {}, r"data.csv: line 3 has 2 cells, expected 3"),
     ("1,2,0.5\n", {}, "labels must be integers >= 0"),
     ("1,2,-1\n", {}, "labels must be integers >= 0"),
-    ("1,nan,1\n", {}, "NaN or inf"),
+    ("1,nan,1\n", {}, r"data.csv: line 1, column 2: 'nan' is not a finite number"),
+    ("a,b,label\n\n1,2,0\n3,1e400,1\n", {}, r"line 4, column 2: '1e400' is not a finite"),
+    ("1,2,0\n1_0,2,1\n", {}, r"data.csv: line 2, column 1: '1_0' is not a number"),
+    ("1,2,0\n\u0661,2,1\n", {}, r"data.csv: line 2, column 1: '\u0661' is not a number"),
+    ('1,"2",0\n3,4,1\n', {}, None),  # quoted numbers are numbers
     ("", {}, "the file is empty"),
     ("a,b,label\n", {}, "no rows of data"),
     ("a,b\n1,2\n", {"label": "c"}, "no column named 'c'"),
@@ -199,6 +231,9 @@ def test_load_csv_with_and_without_header(tmp_path):
 def test_load_csv_rejects_bad_files(tmp_path, text, kwargs, message):
     path = tmp_path / "data.csv"
     path.write_text(text)
+    if message is None:
+        assert load_csv(path, **kwargs)[0].shape == (2, 2)
+        return
     with pytest.raises(DataError, match=message):
         load_csv(path, **kwargs)
 

@@ -2,6 +2,7 @@
 
 import math
 import re
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ def moons():
 
 def _without_seconds(history):
     """The records without their timings, NaN-safe for comparison."""
-    return [{k: repr(v) for k, v in vars(r).items() if k != "seconds"} for r in history]
+    return [{k: repr(v) for k, v in asdict(r).items() if k != "seconds"} for r in history]
 
 
 def test_fit_learns_two_moons(moons):

@@ -278,6 +278,9 @@ class _BaseMLP(BaseEstimator):
         sw = None
         if sample_weight is not None:
             sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            if sw.size and sw.min() < 0:
+                raise InputError(f"sample_weight must hold weights >= 0, one per example; "
+                                 f"got {sw.min():g} (example {int(np.argmin(sw))})")
         sw = self._class_weights(Y, sw)
         self._random_state = check_random_state(self.random_state)
         if first_pass:

@@ -21,6 +21,8 @@ expects before allocating anything.
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import os
 import stat
 import tempfile
@@ -32,7 +34,15 @@ from .errors import InputError
 
 __all__ = ["atomic_write", "write_bytes", "write_text", "open_regular", "read_text",
            "read_archive", "write_archive", "lock_folder", "remove_stale_temporaries",
-           "parse_json", "read_toml", "check_structure"]
+           "parse_json", "read_toml", "check_structure", "shown"]
+
+
+def shown(path) -> str:
+    """A path as a message shows it: as it is, or quoted with escapes when
+    it holds a newline or another character that is not printable (a
+    message is one line, and the name must be the file's)."""
+    text = os.fsdecode(path) if isinstance(path, (bytes, os.PathLike)) else str(path)
+    return text if text.isprintable() else repr(text)
 
 
 def _kind_of(mode: int) -> str:
@@ -56,17 +66,25 @@ def open_regular(path: str | os.PathLike, what: str = "file") -> BinaryIO:
     writer) or a device is refused at once, and no file can be swapped in
     between the check and the read. Symbolic links are followed.
     """
+    name = shown(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise InputError(f"{path}: no such {what}") from None
+        if os.path.islink(path):
+            raise InputError(f"{name}: a symbolic link to {shown(os.readlink(path))}, which "
+                             f"does not exist; no {what} there") from None
+        raise InputError(f"{name}: no such {what}") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot open the {what} ({exc.strerror or exc})") from None
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{name}: a loop of symbolic links, which never reaches a "
+                             f"{what}") from None
+        raise InputError(f"{name}: cannot open the {what} ({exc.strerror or exc})") from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise InputError(f"{path}: {_kind_of(mode)}, not a regular file; handprop reads a "
-                         f"{what} from a regular file only")
+        link = " (through a symbolic link)" if os.path.islink(path) else ""
+        raise InputError(f"{name}: {_kind_of(mode)}{link}, not a regular file; handprop "
+                         f"reads a {what} from a regular file only")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 
@@ -79,8 +97,8 @@ def read_text(path: str | os.PathLike, what: str = "text file") -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}"
-                         f"); save the {what} as UTF-8") from None
+        raise InputError(f"{shown(path)}: not UTF-8 text (byte {exc.start} is "
+                         f"0x{data[exc.start]:02x}); save the {what} as UTF-8") from None
 
 
 def _destination(path: Path) -> Path:
@@ -92,11 +110,12 @@ def _destination(path: Path) -> Path:
     except FileNotFoundError:
         return real
     except OSError as exc:
-        raise OSError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise _os_error(exc.errno, f"cannot write {shown(path)}: {exc.strerror or exc}") \
+            from None
     if not stat.S_ISREG(mode):
-        raise InputError(f"cannot write {path}: it is {_kind_of(mode)}; handprop replaces "
-                         f"files atomically and will not replace one that is not a regular "
-                         f"file: write to a regular file's path instead")
+        raise InputError(f"cannot write {shown(path)}: it is {_kind_of(mode)}; handprop "
+                         f"replaces files atomically and will not replace one that is not a "
+                         f"regular file: write to a regular file's path instead")
     return real
 
 
@@ -124,8 +143,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     path = _destination(given)
     folder = path.parent
     if not folder.is_dir():
-        raise OSError(f"cannot write {given}: folder {given.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=folder)
+        raise _os_error(errno.ENOENT, f"cannot write {shown(given)}: folder "
+                                      f"{shown(given.parent)} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp",
+                                   dir=folder)
+    except OSError as exc:  # a read-only or full disk: name the file, not the temporary
+        raise _write_error(exc, given, tmp=None) from None
     text_args = {"encoding": "utf-8", "newline": ""} if mode == "w" else {}
     try:
         with os.fdopen(fd, mode, **text_args) as f:
@@ -134,11 +158,34 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and _unnamed(exc, tmp):
+            raise _write_error(exc, given, tmp) from None
         raise
     _fsync_folder(folder)
+
+
+def _os_error(number: int | None, message: str) -> OSError:
+    """An OSError whose text is ``message`` alone (no "[Errno N]"), with its
+    errno kept."""
+    error = OSError(message)
+    error.errno = number
+    return error
+
+
+def _unnamed(exc: OSError, tmp) -> bool:
+    """An error of the system in writing that names no file (ENOSPC from a
+    write names none) or names the temporary file, not the destination."""
+    return exc.errno is not None and exc.filename in (None, tmp)
+
+
+def _write_error(exc: OSError, given: Path, tmp) -> OSError:
+    """The OSError of a failed write, saying which file could not be written
+    (the destination; the temporary file is an implementation detail)."""
+    reason = exc.strerror or str(exc)
+    return _os_error(exc.errno, f"cannot write {shown(given)}: {reason}; nothing was replaced")
 
 
 def _alive(pid: int) -> bool:
@@ -236,12 +283,23 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def digest(arr) -> str:
-    """sha256 of an array's bytes in C order."""
+    """sha256 of an array's bytes in C order, hashed where they lie: no copy
+    of the array is made (a Fortran-ordered or strided one is hashed a few
+    rows at a time)."""
     import hashlib
 
     import numpy as np
 
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+    arr = np.asarray(arr)
+    h = hashlib.sha256()
+    if arr.flags.c_contiguous:
+        h.update(memoryview(arr.reshape(-1).view(np.uint8)))
+    else:
+        rows = max(1, (16 << 20) // max(1, arr[0].nbytes))
+        for start in range(0, len(arr), rows):
+            h.update(memoryview(np.ascontiguousarray(arr[start:start + rows]).reshape(-1)
+                                .view(np.uint8)))
+    return h.hexdigest()
 
 
 def write_archive(path: str | os.PathLike, arrays: dict, meta: dict, *, kind: str,
@@ -281,19 +339,33 @@ def _stall_for_tests(kind: str) -> None:
 
 #: The largest metadata JSON read from an archive (a long history is a few MB).
 META_LIMIT = 64 << 20
+#: The longest .npy header read (a header is a short dict: its dtype and shape).
+MAX_NPY_HEADER = 10_000
 
 #: (shape, dtype) that an array of an archive must have; None in the shape
 #: (or for the dtype) accepts any size (or real dtype).
 Expected = tuple[tuple[int | None, ...], "object"]
 
 
-def _memory_limit() -> int:
-    """Bytes no single array read from a file may exceed: half of this
-    machine's memory (a bigger one could not be used anyway)."""
+def memory_limit() -> tuple[int, str]:
+    """(bytes, what they are): the most memory that one array read from a
+    file, or one net and its training, may take: half this machine's
+    memory, or this process's address-space limit (``ulimit -v``) when that
+    is lower. Anything bigger could not be used anyway."""
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+        limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+        what = "half this machine's memory"
     except (ValueError, OSError, AttributeError):
-        return 8 << 30
+        limit, what = 8 << 30, "8 GiB"
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY and soft < limit:
+            limit, what = soft, "this process's memory limit (ulimit -v)"
+    except (ImportError, ValueError, OSError):
+        pass
+    return limit, f"{what}, {limit / 2**30:.1f} GiB"
 
 
 def _read_member(zf, info, path, name: str, expected: Expected | None):
@@ -303,38 +375,55 @@ def _read_member(zf, info, path, name: str, expected: Expected | None):
     import numpy as np
 
     fmt = np.lib.format
+    import struct
+
     with zf.open(info) as stream:
         try:
             major, _ = fmt.read_magic(stream)
+            width = 2 if major == 1 else 4  # the header's length, then the header
+            length_bytes = stream.read(width)
+            if len(length_bytes) < width:
+                raise EOFError("the file ends in the header")
+            length = struct.unpack("<H" if width == 2 else "<I", length_bytes)[0]
+            if length > MAX_NPY_HEADER:
+                raise InputError(f"{shown(path)}: array {name} has a .npy header of "
+                                 f"{length:,} bytes, more than the {MAX_NPY_HEADER:,} of any "
+                                 f"array handprop reads: not an array of numbers")
             read_header = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
-            shape, fortran, dtype = read_header(stream, max_header_size=10_000)
-        except (ValueError, OSError, EOFError) as exc:
-            raise InputError(f"{path}: array {name} has no readable .npy header ({exc})") \
-                from None
+            text = length_bytes + stream.read(length)
+            shape, fortran, dtype = read_header(io.BytesIO(text),
+                                                max_header_size=MAX_NPY_HEADER)
+        except (ValueError, OSError, EOFError, struct.error) as exc:
+            if isinstance(exc, InputError):
+                raise
+            reason = " ".join(str(exc).split())[:200]
+            raise InputError(f"{shown(path)}: array {name} has no readable .npy header "
+                             f"({reason})") from None
         if dtype.hasobject or not (np.issubdtype(dtype, np.number) or dtype.kind in "bU"):
             raise InputError(f"{path}: array {name} has dtype {dtype}, not numbers")
         if expected is not None:
             want_shape, want_dtype = expected
             if len(shape) != len(want_shape) or any(
                     w is not None and w != g for g, w in zip(shape, want_shape)):
-                shown = tuple("n" if w is None else w for w in want_shape)
-                raise InputError(f"{path}: {name} has shape {shape}; the metadata says "
-                                 f"{shown}")
+                wanted = tuple("n" if w is None else w for w in want_shape)
+                raise InputError(f"{shown(path)}: {name} has shape {shape}; the metadata says "
+                                 f"{wanted}")
             if want_dtype is not None and dtype != np.dtype(want_dtype):
                 raise InputError(f"{path}: {name} has dtype {dtype}; the metadata says "
                                  f"{np.dtype(want_dtype)}")
         size = int(np.prod(shape, dtype=object)) * dtype.itemsize
-        if size > _memory_limit():
-            raise InputError(f"{path}: array {name} of shape {shape} would take {size:,} "
-                             f"bytes, more than half this machine's memory")
+        limit, what = memory_limit()
+        if size > limit:
+            raise InputError(f"{shown(path)}: array {name} of shape {shape} would take "
+                             f"{size:,} bytes, more than {what}")
         if info.file_size != stream.tell() + size:
             raise InputError(f"{path}: array {name} declares {info.file_size:,} bytes where "
                              f"its shape implies {stream.tell() + size:,}")
         out = np.empty(shape[::-1] if fortran else shape, dtype)
         view = memoryview(out.reshape(-1).view(np.uint8))
         done = 0
-        while done < size:
-            got = stream.readinto(view[done:])
+        while done < size:  # a block at a time: a zip stream's readinto reads a copy first
+            got = stream.readinto(view[done:done + (16 << 20)])
             if not got:
                 raise InputError(f"{path}: array {name} is truncated")
             done += got

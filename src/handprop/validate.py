@@ -34,6 +34,9 @@ __all__ = ["number", "rate", "dropout_rates", "hidden_sizes", "choice", "flag"]
 #: The largest integer setting accepted: anything larger cannot index an
 #: array, count epochs or size a layer on any machine.
 INT_MAX = 2**63 - 1
+#: The most hidden layers a net may have: a deeper one is a mistake (its
+#: gradients vanish long before), and each layer costs Python time per step.
+MAX_LAYERS = 1000
 
 
 def _short(value) -> str:
@@ -138,6 +141,8 @@ def hidden_sizes(value, name: str = "d_h") -> tuple[int, ...]:
     given = value
     if isinstance(value, str):
         try:
+            if not value.isascii():  # int() takes other scripts' digits, which no one means
+                raise ValueError(value)
             value = tuple(int(p) for p in value.split(","))
         except ValueError:
             raise InputError(f"{name} must be one or more positive integers, comma-separated, "
@@ -151,6 +156,9 @@ def hidden_sizes(value, name: str = "d_h") -> tuple[int, ...]:
                         f"{type(given).__name__} {_short(given)}") from None
     if not sizes:
         raise InputError(f"{name} must name at least one hidden layer, got {_short(given)}")
+    if len(sizes) > MAX_LAYERS:
+        raise InputError(f"{name} must name at most {MAX_LAYERS} hidden layers, got "
+                         f"{len(sizes):,}")
     return tuple(number(name, s, low=1, integer=True) for s in sizes)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import UsageError, positive_int
+from .common import UsageError, path, positive_int
 
 
 def add_parser(sub) -> None:
@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--slice", type=positive_int, default=2000,
                    help="examples the loop is timed on (default 2000)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", type=path, default=None)
     p.set_defaults(func=run)
 
 

@@ -65,9 +65,39 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _ascii_float(text: str) -> float:
+    if not text.strip().isascii():  # float() takes other scripts' digits too
+        raise ValueError(text)
+    return float(text)
+
+
+def path(text: str) -> str:
+    """A path argument: an empty or blank one is refused (it would mean the
+    current folder, or a default, which no one means by typing "")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, got an empty one ({text!r})")
+    return text
+
+
+def integer(text: str) -> int:
+    """Any integer, in ASCII digits."""
+    try:
+        return _ascii_int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {shown(text)}") from None
+
+
+def real(text: str) -> float:
+    """Any number, in ASCII digits (bounds are checked where it is used)."""
+    try:
+        return _ascii_float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {shown(text)}") from None
+
+
 def positive_float(text: str) -> float:
     try:
-        value = float(text)
+        value = _ascii_float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got "
                                          f"{shown(text)}") from None
@@ -91,6 +121,8 @@ def number_list(kind):
     """An argparse type: comma-separated numbers >= 0."""
     def parse(text: str):
         try:
+            if not text.isascii():  # int() and float() take other scripts' digits
+                raise ValueError(text)
             values = [kind(v) for v in text.split(",") if v.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(

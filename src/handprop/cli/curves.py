@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
+from .common import path
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("curves", help="plot learning curves from a log.csv",
                        description="Plot the measure (error rate, or R2) and average loss per "
                        "epoch from a log written by handprop train.")
-    p.add_argument("log", help="a log.csv")
-    p.add_argument("--out", default="curves.png", help="default curves.png")
+    p.add_argument("log", type=path, help="a log.csv")
+    p.add_argument("--out", type=path, default="curves.png", help="default curves.png")
     p.add_argument("--title", default=None)
     p.set_defaults(func=run)
 

@@ -9,20 +9,20 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .common import show_measure
+from .common import path, show_measure
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="the measure and average loss of a saved model",
                        description="Print the measure (error rate, or R2 for a regression "
                        "model) and average loss of a model on a dataset's split.")
-    p.add_argument("model", help="a model.npz")
-    p.add_argument("--dataset", default=None,
+    p.add_argument("model", type=path, help="a model.npz")
+    p.add_argument("--dataset", type=path, default=None,
                    help="moons, mnist, or a file (default: the model's own, as trained)")
     p.add_argument("--label", default=None, metavar="COL[,COL...]",
                    help="the target columns of a CSV (default: the model's, as trained)")
     p.add_argument("--split", choices=("train", "valid", "test", "all"), default="test")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", type=path, default=None)
     p.set_defaults(func=run_evaluate)
 
     p = sub.add_parser("predict", help="predict the rows of a file",
@@ -31,9 +31,10 @@ def add_parser(sub) -> None:
                        "(logistic outputs); or the outputs (regression). FILE is a CSV of "
                        "features (a header row allowed; the model's target columns, or a "
                        "'label' column, are dropped) or a .npz with X.")
-    p.add_argument("model", help="a model.npz")
-    p.add_argument("file", help="FILE.csv or FILE.npz")
-    p.add_argument("--out", default=None, help="output CSV (default: standard output)")
+    p.add_argument("model", type=path, help="a model.npz")
+    p.add_argument("file", type=path, help="FILE.csv or FILE.npz")
+    p.add_argument("--out", type=path, default=None,
+                   help="output CSV (default: standard output)")
     p.set_defaults(func=run_predict)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from ..core import activations as act
 from ..core.outputs import OUTPUTS, output_pair
 from ..train.parameters import PARAMETERS, per_matrix
-from .common import UsageError, hidden, positive_float, positive_int, seed
+from .common import UsageError, hidden, integer, positive_float, positive_int, seed
 
 
 def _small_net_options(p: argparse.ArgumentParser, d_h: int = 2) -> None:
@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
     p.add_argument("--k", type=positive_int, default=10, help="minibatch size K (default 10)")
     p.add_argument("--eps", type=positive_float, default=1e-6,
                    help="finite-difference step (default 1e-6)")
-    p.add_argument("--order", type=int, choices=(2, 4), default=2,
+    p.add_argument("--order", type=integer, choices=(2, 4), default=2,
                    help="2: classic central difference; 4: five-point stencil, for which "
                    "--eps 1e-3 suits (default 2)")
     p.add_argument("--tol", type=positive_float, default=DEFAULT_TOL,

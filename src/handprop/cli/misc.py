@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import positive_int, seed
+from .common import integer, path, positive_int, seed
 
 
 def add_parser(sub) -> None:
@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
                        "hidden units, learning curves, and any point's forward and backward "
                        "pass. Needs the [playground] extra.")
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
-    p.add_argument("--port", type=int, default=8050, help="default 8050; 0 picks a free one")
+    p.add_argument("--port", type=integer, default=8050, help="default 8050; 0 picks a free one")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
     p.set_defaults(func=run_playground)
 
@@ -23,8 +23,8 @@ def add_parser(sub) -> None:
                        description="Write the net of a model file (from handprop train) as an "
                        "ONNX graph, for onnxruntime and other ONNX runtimes, through "
                        "skl2onnx's MLP converters. Needs the [onnx] extra.")
-    p.add_argument("model", help="a model.npz")
-    p.add_argument("onnx", help="the ONNX file to write")
+    p.add_argument("model", type=path, help="a model.npz")
+    p.add_argument("onnx", type=path, help="the ONNX file to write")
     p.set_defaults(func=run_export)
 
     p = sub.add_parser("distortions", help="a figure of MNIST digits and their distortions",
@@ -36,8 +36,9 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=positive_int, default=8, help="digits (default 8, at most "
                    f"{MAX_DIGITS})")
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", default="distortions.png", help="default distortions.png")
+    p.add_argument("--data-dir", type=path, default=None)
+    p.add_argument("--out", type=path, default="distortions.png",
+                   help="default distortions.png")
     p.set_defaults(func=run_distortions)
 
 

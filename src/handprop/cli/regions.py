@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..core import activations as act
-from .common import UsageError, number_list, positive_float, positive_int, seed
+from .common import UsageError, number_list, path, positive_float, positive_int, real, seed
 
 
 def add_parser(sub) -> None:
@@ -23,15 +24,15 @@ def add_parser(sub) -> None:
     p.add_argument("--activation", choices=act.names(), default="relu")
     p.add_argument("--batch-size", type=positive_int, default=20)
     p.add_argument("--lr", type=positive_float, default=0.05)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--dataset", default="moons", help="moons or a moons FILE.txt")
+    p.add_argument("--momentum", type=real, default=0.9)
+    p.add_argument("--dataset", type=path, default="moons", help="moons or a moons FILE.txt")
     p.add_argument("--n-train", type=positive_int, default=200,
                    help="training points drawn for moons (default 200; few points make "
                    "overfitting visible)")
-    p.add_argument("--noise", type=float, default=0.25, help="moons noise (default 0.25)")
+    p.add_argument("--noise", type=real, default=0.25, help="moons noise (default 0.25)")
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--out", default="regions.png", help="default regions.png")
-    p.add_argument("--animate", default=None, metavar="FILE.gif",
+    p.add_argument("--out", type=path, default="regions.png", help="default regions.png")
+    p.add_argument("--animate", type=path, default=None, metavar="FILE.gif",
                    help="also write an animation of the regions over the epochs (.gif, or "
                    ".mp4 with ffmpeg), one row per hidden size, one column per lambda")
     p.set_defaults(func=run)
@@ -81,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
                 fit(net, *train, epochs=max(stops), batch_size=args.batch_size, lr=args.lr,
                     momentum=args.momentum, penalty=ElasticNet(l2_W1=l2, l2_W2=l2),
                     seed=args.seed, progress=False, on_epoch=keep)
-            except Diverged as exc:
-                raise UsageError(f"d_h {d_h}, l2 {l2:g}: {exc}") from None
+            except Diverged as exc:  # a result that failed, as in train: one line, exit 1
+                print(f"handprop: d_h {d_h}, l2 {l2:g}: {exc}", file=sys.stderr)
+                return 1
             for e in stops:
                 err = evaluate(snapshots[e], *valid)[0]
                 title = f"d_h={d_h}, l2={l2:g}" + (f", {e} epochs" if len(stops) > 1 else "")

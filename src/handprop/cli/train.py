@@ -8,6 +8,7 @@ where the results go.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -25,6 +26,7 @@ from .common import (
     dataset_name,
     format_record,
     header,
+    path,
     show_measure,
     writable_folder,
 )
@@ -40,7 +42,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "R2 for regression) and average loss on train, valid and test after each epoch, and "
         "writes OUT/log.csv, OUT/model.npz and OUT/curves.png. With no arguments it trains "
         "on two moons.")
-    p.add_argument("--dataset", default=None,
+    p.add_argument("--dataset", type=path, default=None,
                    help="moons, moons-small, mnist, or a FILE.csv / FILE.npz / moons FILE.txt, "
                    "split 80/10/10 (an NPZ of X_train, y_train, X_valid, y_valid, X_test and "
                    "y_test is used as it is split; default moons)")
@@ -52,10 +54,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="cpu (default), or cuda / cuda:N to train on an NVIDIA GPU (needs "
                    "CuPy); a run may be resumed on another device")
-    p.add_argument("--data-dir", default=None, help="folder of the MNIST files")
-    p.add_argument("--out", default=None, help="output folder (default runs/DATASET)")
+    p.add_argument("--data-dir", type=path, default=None, help="folder of the MNIST files")
+    p.add_argument("--out", type=path, default=None,
+                   help="output folder (default runs/DATASET)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--resume", default=None, metavar="DIR",
+    p.add_argument("--resume", type=path, default=None, metavar="DIR",
                    help="continue the run whose output folder is DIR from its last checkpoint, "
                    "with its settings")
     p.add_argument("--force", action="store_true",
@@ -106,16 +109,13 @@ def _run_of(args: argparse.Namespace, given: dict) -> Run:
 def saved_run(folder: Path) -> Run:
     """The run recorded in ``folder``/run.json; a ValueError when there is
     none, or it cannot be read."""
-    from ..files import read_text
+    from ..files import parse_json, read_text
 
     path = folder / "run.json"
     if not path.exists() and not path.is_symlink():
         raise InputError(f"nothing to resume in {folder}: it has no run.json "
                          f"(was it written by handprop train?)")
-    try:
-        saved = json.loads(read_text(path, "run file"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: unreadable ({exc})") from None
+    saved = parse_json(read_text(path, "run file"), str(path))
     try:
         net = dict(saved["net"])
         net.setdefault("output", next(iter(OUTPUTS)))  # handprop 0.2 trained classes only
@@ -178,20 +178,10 @@ def _resume_run(args: argparse.Namespace, folder: Path) -> Run:
     return Run(args.dataset or saved.dataset, _labels(args.label) or saved.label, now_net, now)
 
 
-def _checked_path(option: str, text: str | None) -> str | None:
-    """A path argument that is not empty or blank."""
-    if text is not None and not text.strip():
-        raise UsageError(f"argument {option}: expected a path, got an empty one")
-    return text
-
-
 def run(args: argparse.Namespace) -> int:
     from .. import backend
     from ..files import lock_folder, remove_stale_temporaries
 
-    for option, value in (("--resume", args.resume), ("--out", args.out),
-                          ("--dataset", args.dataset), ("--data-dir", args.data_dir)):
-        _checked_path(option, value)
     if args.resume:
         out = Path(args.resume)
         if out.exists() and not out.is_dir():
@@ -207,30 +197,47 @@ def run(args: argparse.Namespace) -> int:
                              f"folder (model.npz, log.csv and curves.png go in it): give a "
                              f"folder name, such as {out.with_suffix('')}")
     backend.check_device(args.device)  # so is a GPU that cannot be used
-    created = not out.exists()
+    made = _missing_folders(out)  # what this command creates, and removes if it never starts
+    had_lock = (out / ".handprop.lock").exists()
     out = writable_folder(str(out))
     started = []
     try:
         with lock_folder(out):  # one process at a time writes a run folder
-            remove_stale_temporaries(out)
-            if args.resume:
-                plan = _resume_run(args, out)
-            else:
-                _refuse_to_replace_an_unfinished_run(out, args.force)
-            return _train(args, plan, out, started=started)
+            try:
+                remove_stale_temporaries(out)
+                if args.resume:
+                    plan = _resume_run(args, out)
+                else:
+                    _refuse_to_replace_an_unfinished_run(out, args.force)
+                return _train(args, plan, out, started=started)
+            finally:
+                if not started and not had_lock:  # removed while still held
+                    with contextlib.suppress(OSError):
+                        (out / ".handprop.lock").unlink()
     finally:
-        if created and not started:
-            _remove_if_empty(out)
+        if not started:
+            _remove_folders(made)
 
 
-def _remove_if_empty(folder: Path) -> None:
-    """A folder this command made for a run that never started goes again
-    (with the lock it held)."""
-    try:
-        (folder / ".handprop.lock").unlink(missing_ok=True)
-        folder.rmdir()
-    except OSError:
-        pass
+def _missing_folders(out: Path) -> list[Path]:
+    """The folders that creating ``out`` makes: it and its missing parents,
+    deepest first."""
+    made = []
+    folder = out
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    return made
+
+
+def _remove_folders(made: list[Path]) -> None:
+    """The folders made for a run that never started go again (those still
+    empty), so that a rejected command leaves nothing behind."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _refuse_to_replace_an_unfinished_run(out: Path, force: bool) -> None:
@@ -273,6 +280,9 @@ def _train(args: argparse.Namespace, plan: Run, out: Path, started: list) -> int
     train, valid, test = load_dataset(plan.dataset, data_dir=args.data_dir, label=plan.label,
                                       classes=pair.class_indices)
     m = outputs_for(pair, np.concatenate([train[1], valid[1], test[1]]), plan.dataset)
+    # the memory training takes, checked before the net is allocated
+    plan.settings.check_memory((train[0].shape[1], *plan.net["hidden"], m),
+                               plan.net["dtype"], len(train[0]))
     net = MLP(train[0].shape[1], tuple(plan.net["hidden"]), m,
               activation=plan.net["activation"], output=pair.name, dtype=plan.net["dtype"],
               seed=plan.settings.seed)

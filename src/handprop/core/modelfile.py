@@ -66,6 +66,8 @@ def load(cls, path: str | os.PathLike):
     for name, arr in arrays.items():
         if not all_finite(arr):
             raise InputError(f"{path}: {name} holds NaN or inf")
-    object.__setattr__(net, "_params", {k: np.array(arrays[k]) for k in net.param_names})
+    # the arrays as read (C order, each allocated once): no second copy
+    object.__setattr__(net, "_params", {k: np.ascontiguousarray(arrays.pop(k))
+                                        for k in net.param_names})
     net.meta = header.get("meta", {})
     return net

@@ -349,6 +349,7 @@ class MLP:
         seed: int | np.random.Generator | None = None,
     ) -> None:
         self._setup(d, d_h, m, activation, output, dtype)
+        self._check_size()
         if seed is not None and not isinstance(seed, np.random.Generator):
             seed = validate.number("seed", seed, low=0, integer=True)
         rng = np.random.default_rng(seed)
@@ -372,6 +373,21 @@ class MLP:
         self.m = validate.number("m", m, low=self.pair.min_m, integer=True)
         self.activation = act.resolve(activation)
         self.dtype = checks.check_dtype(dtype)
+
+    def _check_size(self) -> None:
+        """Refuse, before allocating them, parameters that would not fit in
+        the memory this process may use (with the float64 draw of the widest
+        matrix at initialization)."""
+        from ..files import memory_limit
+
+        sizes = self.sizes
+        need = self.n_params * self.dtype.itemsize + 8 * max(
+            a * b for a, b in zip(sizes[:-1], sizes[1:]))
+        limit, what = memory_limit()
+        if need > limit:
+            raise InputError(f"a net of {self.n_params:,} parameters (sizes "
+                             f"{', '.join(map(str, sizes))}) would take {need / 2**30:.1f} GiB, "
+                             f"more than {what}: give smaller sizes")
 
     # -- architecture -------------------------------------------------------
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import io
 import os
+import re
 import sys
-import urllib.request
 import warnings
 import zlib
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..files import atomic_write, open_regular, read_npz, read_text
+from ..files import open_regular, read_npz, shown
 
 __all__ = [
     "DataError",
@@ -134,8 +135,6 @@ def load_moons_txt(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     X : (n, 2) float64, y : (n,) int64
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
     table, header = read_table(path, delimiter=None)
     if header:
         raise DataError(f"{path}: line 1: expected three numbers (x1 x2 label)")
@@ -144,65 +143,131 @@ def load_moons_txt(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return _check_features(path, table[:, :2]), _check_labels(path, table[:, 2])
 
 
-def read_table(path: Path, delimiter: str | None = ",") -> tuple[np.ndarray, list[str] | None]:
+#: A cell that is a number as NumPy's reader takes it (ASCII digits, no
+#: underscores): what decides whether a first row is a header, and which
+#: cell of a refused file is named.
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*(e[+-]?\d+)?|\.\d+(e[+-]?\d+)?|inf(inity)?|nan)\s*",
+                     re.IGNORECASE | re.ASCII)
+
+
+def _cells(line: str, delimiter: str | None) -> list[str]:
+    if delimiter is None:
+        return line.split()
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:  # an unclosed quote, a cell beyond the csv module's limit
+        return line.split(delimiter)
+
+
+def _shown_cell(cell: str) -> str:
+    cell = cell.strip()
+    return repr(cell) if len(cell) <= 40 else f"{cell[:20]!r}... ({len(cell):,} characters)"
+
+
+def read_table(path: Path, delimiter: str | None = ",") -> tuple[np.ndarray,
+                                                                 list[str] | None]:
     """A file of numbers as a 2-D float64 array, and its header row if it has one.
 
     A first row that is not all numbers is a header. The file must be UTF-8
-    (a byte-order mark is dropped). A bad cell or a row of the wrong length
-    raises DataError naming the file, the line and the cell.
+    (a byte-order mark is dropped). It is read by NumPy's reader
+    (``numpy.loadtxt``) as a stream, so that reading takes little more
+    memory than the array it fills; a bad cell, a row of the wrong length or
+    a value that is not finite raises DataError naming the file, the line
+    (counted from 1) and the column.
     """
+    name = shown(path)
     try:
-        lines = read_text(path, "data file").splitlines()
+        with open_regular(path, "data file") as f:
+            text = io.TextIOWrapper(f, encoding="utf-8-sig")
+            header, header_line = None, 0
+            for number, line in enumerate(text, start=1):
+                if line.strip():
+                    cells = _cells(line, delimiter)
+                    if not all(_NUMBER.fullmatch(c) for c in cells):
+                        header, header_line = [c.strip() for c in cells], number
+                    break
+            else:
+                raise DataError(f"{name}: the file is empty")
+            text.seek(0)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "input contained no data": below
+                    table = np.loadtxt(text, delimiter=delimiter, skiprows=header_line,
+                                       ndmin=2, dtype=np.float64, comments=None,
+                                       quotechar='"' if delimiter else None)
+            except UnicodeDecodeError:
+                raise
+            except ValueError:
+                raise _first_bad_line(path, delimiter, header_line) from None
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
     except InputError as exc:
         raise DataError(str(exc)) from None
-    try:
-        rows = list(csv.reader(lines, delimiter=delimiter)) if delimiter else [
-            line.split() for line in lines]
-    except csv.Error as exc:  # a cell longer than the csv module's limit, say
-        raise DataError(f"{path}: line {_csv_line(lines, delimiter)}: {exc}") from None
-    rows = [r for r in rows if r and any(c.strip() for c in r)]
-    if not rows:
-        raise DataError(f"{path}: the file is empty")
-    try:
-        [float(cell) for cell in rows[0]]
-        header = None
-    except ValueError:
-        header = [cell.strip() for cell in rows[0]]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "input contained no data" is reported below
-            table = np.loadtxt(lines, delimiter=delimiter, skiprows=1 if header else 0,
-                               ndmin=2)
-    except ValueError as exc:
-        # find the first bad line for a message that a person can act on
-        width = len(rows[1 if header else 0]) if len(rows) > (1 if header else 0) else 0
-        for number, line in enumerate(lines, start=1):
-            cells = next(csv.reader([line], delimiter=delimiter)) if delimiter else line.split()
-            if number == 1 and header or not any(c.strip() for c in cells):
-                continue
-            if len(cells) != width:
-                raise DataError(f"{path}: line {number} has {len(cells)} cells, "
-                                f"expected {width}") from None
-            for column, cell in enumerate(cells, start=1):
-                try:
-                    float(cell)
-                except ValueError:
-                    raise DataError(f"{path}: line {number}, column {column}: {cell.strip()!r} "
-                                    f"is not a number") from None
-        raise DataError(f"{path}: {exc}") from None
     if table.size == 0:
-        raise DataError(f"{path}: no rows of data")
+        raise DataError(f"{name}: no rows of data")
+    finite = np.isfinite(table).all(axis=1)
+    if not finite.all():
+        row = int(np.argmin(finite))
+        raise _bad_value(path, delimiter, header_line, row, table[row])
     return table, header
 
 
-def _csv_line(lines, delimiter) -> int:
-    """The first line the csv module refuses (1-based)."""
-    for number, line in enumerate(lines, start=1):
-        try:
-            next(csv.reader([line], delimiter=delimiter), None)
-        except csv.Error:
-            return number
-    return len(lines)
+def _data_lines(path, delimiter, header_line):
+    """(line number, cells) of each row of data, streamed."""
+    with open_regular(path, "data file") as f:
+        for number, line in enumerate(io.TextIOWrapper(f, encoding="utf-8-sig"), start=1):
+            if number > header_line and line.strip():
+                yield number, _cells(line, delimiter)
+
+
+def _first_bad_line(path, delimiter, header_line) -> DataError:
+    """The DataError that names the first line NumPy's reader refused."""
+    name = shown(path)
+    width = None
+    for number, cells in _data_lines(path, delimiter, header_line):
+        width = len(cells) if width is None else width
+        if len(cells) != width:
+            return DataError(f"{name}: line {number} has {len(cells)} cells, expected "
+                             f"{width}")
+        for column, cell in enumerate(cells, start=1):
+            if not _NUMBER.fullmatch(cell):
+                return DataError(f"{name}: line {number}, column {column}: "
+                                 f"{_shown_cell(cell)} is not a number")
+    return DataError(f"{name}: not a table of numbers")
+
+
+def _bad_value(path, delimiter, header_line, row: int, values: np.ndarray) -> DataError:
+    """The DataError for the ``row``-th row of data, which holds NaN, an
+    infinity, or a number beyond a float's range."""
+    column = int(np.argmin(np.isfinite(values)))
+    for i, (number, cells) in enumerate(_data_lines(path, delimiter, header_line)):
+        if i == row:
+            return DataError(f"{shown(path)}: line {number}, column {column + 1}: "
+                             f"{_shown_cell(cells[column])} is not a finite number (or is "
+                             f"beyond a float's range)")
+    return DataError(f"{shown(path)}: features contain NaN or inf")
+
+
+def _not_utf8(path) -> DataError:
+    """The DataError of a file that is not UTF-8, naming its first bad byte."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open_regular(path, "data file") as f:
+        while True:
+            chunk = f.read(1 << 20)
+            pending = decoder.getstate()[0]
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                at = offset - len(pending) + exc.start
+                byte = (pending + chunk)[exc.start]
+                return DataError(f"{shown(path)}: not UTF-8 text (byte {at} is 0x{byte:02x}); "
+                                 f"save the data file as UTF-8")
+            if not chunk:
+                return DataError(f"{shown(path)}: not UTF-8 text")
+            offset += len(chunk)
 
 
 def _column(path, header, label, n_cols: int) -> int:
@@ -240,8 +305,6 @@ def load_csv(
     with ``classes=False`` float64 targets, (n,) for one column or (n, k)
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
     table, header = read_table(path)
     n_cols = table.shape[1]
     if n_cols < 2:
@@ -256,7 +319,8 @@ def load_csv(
         if len(columns) >= n_cols:
             raise DataError(f"{path}: {len(columns)} target columns leave no feature")
     X = np.delete(table, columns, axis=1)
-    y = table[:, columns[0]] if len(columns) == 1 else table[:, columns]
+    y = table[:, columns[0]].copy() if len(columns) == 1 else table[:, columns]
+    del table  # y is a copy: the whole table is not kept alive through it
     if classes:
         if y.ndim != 1:
             raise DataError(f"{path}: {len(columns)} target columns, but classes are one "
@@ -377,12 +441,27 @@ MNIST_FILES = {
         2049, 10000, "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
 }
 
-#: Public mirrors of the original gzipped files, tried in this order.
+#: name -> (bytes, sha256) of the gzipped archive as the mirrors serve it:
+#: a download is checked against these before a byte of it is decompressed.
+MNIST_ARCHIVES = {
+    "train-images-idx3-ubyte": (
+        9_912_422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+    "train-labels-idx1-ubyte": (
+        28_881, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+    "t10k-images-idx3-ubyte": (
+        1_648_877, "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+    "t10k-labels-idx1-ubyte": (
+        4_542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+}
+
+#: Public mirrors of the original gzipped files, tried in this order: HTTPS
+#: only (the checksums protect the bytes; HTTPS who is asked for them).
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
 )
+#: Further attempts at a mirror after a failed download, before the next.
+DOWNLOAD_RETRIES = 2
 
 N_TRAIN = 50_000  # the first 50,000 training images train; the last 10,000 validate
 
@@ -465,36 +544,120 @@ def _find(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _download(folder: Path, name: str, timeout: float) -> Path:
-    """Fetch ``name.gz`` from the first mirror that serves it with the right checksum."""
-    magic, count, sha256 = MNIST_FILES[name]
-    target = folder / f"{name}.gz"
+def _secure(url: str) -> bool:
+    """HTTPS, or plain HTTP to this machine itself (a local mirror, whose
+    traffic never leaves it)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = (parts.hostname or "").lower()
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    return parts.scheme == "http" and local
+
+
+class _Bounded:
+    """A file that refuses to grow past ``limit`` bytes: a mirror that sends
+    more than the archive's size is cut off, not written to the disk's end."""
+
+    def __init__(self, f, limit: int, url: str) -> None:
+        self.f, self.limit, self.url, self.size = f, limit, url, 0
+
+    def write(self, chunk: bytes) -> int:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise ValueError(f"{self.url}: more than the {self.limit:,} bytes of the file")
+        return self.f.write(chunk)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+class _Downloader:
+    """pooch's HTTP downloader (requests, streamed to a file, a progress
+    bar), with handprop's limits: HTTPS only, redirects included, and no
+    more bytes than the archive has."""
+
+    def __init__(self, limit: int, timeout: float, progress: bool) -> None:
+        import pooch
+
+        self.limit = limit
+        self.http = pooch.HTTPDownloader(progressbar=progress, timeout=timeout,
+                                         hooks={"response": self._check})
+
+    @staticmethod
+    def _check(response, *args, **kwargs):
+        from urllib.parse import urljoin
+
+        import requests
+
+        target = response.url
+        if response.is_redirect:
+            target = urljoin(response.url, response.headers.get("location", ""))
+        if not _secure(target):
+            raise requests.exceptions.InvalidURL(f"{target}: not HTTPS; handprop downloads "
+                                                 f"over HTTPS only")
+        return response
+
+    def __call__(self, url: str, output_file, pooch_, check_only: bool = False):
+        if check_only:
+            return self.http(url, output_file, pooch_, check_only=True)
+        self._check(type("R", (), {"url": url, "is_redirect": False})())
+        with open(output_file, "wb") as f:
+            return self.http(url, _Bounded(f, self.limit, url), pooch_)
+
+
+def _download(folder: Path, name: str, timeout: float, progress: bool) -> Path:
+    """Fetch ``name.gz`` into ``folder`` with pooch from the first mirror that
+    serves it: streamed to a temporary file beside the target, its size
+    bounded and its sha256 checked before it is renamed into place (and
+    before anything decompresses it), each mirror tried again
+    :data:`DOWNLOAD_RETRIES` times."""
+    try:
+        import pooch
+    except ImportError:
+        raise ImportError(f"MNIST file {name} is not in {shown(folder)}, and downloading it "
+                          f"needs pooch: pip install pooch") from None
+    size, sha256 = MNIST_ARCHIVES[name]
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel("WARNING")  # pooch says "Downloading ..." on stderr: handprop does
     errors = []
-    for mirror in MNIST_MIRRORS:
-        url = f"{mirror}{name}.gz"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                payload = response.read()
-            digest = hashlib.sha256(gzip.decompress(payload)).hexdigest()
-            if digest != sha256:
-                errors.append(f"{url}: checksum mismatch")
+    try:
+        for mirror in MNIST_MIRRORS:
+            url = f"{mirror}{name}.gz"
+            if not _secure(url):
+                errors.append(f"{url}: not HTTPS")
                 continue
-        except Exception as exc:  # noqa: BLE001 - any failure moves on to the next mirror
-            errors.append(f"{url}: {exc}")
-            continue
-        with atomic_write(target) as f:  # renamed into place only after the check
-            f.write(payload)
-        return target
+            fetcher = pooch.create(path=folder, base_url=mirror,
+                                   registry={f"{name}.gz": f"sha256:{sha256}"},
+                                   retry_if_failed=DOWNLOAD_RETRIES)
+            try:
+                return Path(fetcher.fetch(f"{name}.gz",
+                                          downloader=_Downloader(size, timeout, progress)))
+            except (ValueError, OSError) as exc:  # requests' errors are OSErrors
+                reason = " ".join(str(exc).split())
+                if "hash" in reason.lower() and "does not match" in reason.lower():
+                    reason = "checksum mismatch"
+                errors.append(f"{url}: {reason[:200]}")
+    finally:
+        logger.setLevel(level)
     raise DataError(
-        f"MNIST file {name} is not in {folder} and could not be downloaded "
-        f"({'; '.join(errors)}). Put the four IDX files (gzipped or not) in {folder}, "
+        f"MNIST file {name} is not in {shown(folder)} and could not be downloaded "
+        f"({'; '.join(errors)}). Put the four IDX files (gzipped or not) in {shown(folder)}, "
         f"pass their folder with data_dir= (CLI: --data-dir), or set HANDPROP_DATA to a "
         f"folder whose mnist/ subfolder holds them."
     )
 
 
 def load_mnist(
-    data_dir: str | os.PathLike | None = None, *, download: bool = True, timeout: float = 30.0
+    data_dir: str | os.PathLike | None = None, *, download: bool = True, timeout: float = 30.0,
+    progress: bool | None = None,
 ):
     """MNIST as train, valid and test sets.
 
@@ -507,6 +670,8 @@ def load_mnist(
         place to download to (a mistyped path would otherwise become a new
         folder tree). Where files are downloaded is printed on stderr.
     timeout : seconds per download attempt
+    progress : a progress bar of each download on stderr (by default, when
+        stderr is a terminal)
 
     Returns
     -------
@@ -515,6 +680,9 @@ def load_mnist(
     official 10,000 test images. Each X is float32 in [0, 1] with shape
     (n, 784), each y int64.
     """
+    if data_dir is not None and not os.fspath(data_dir).strip():
+        raise DataError(f"data_dir is empty ({os.fspath(data_dir)!r}): give the folder that "
+                        f"holds the four IDX files")
     folder = Path(data_dir) if data_dir is not None else data_home() / "mnist"
     if folder.exists() and not folder.is_dir():
         raise DataError(f"the MNIST folder {folder} is a file, not a folder (--data-dir, or "
@@ -533,8 +701,9 @@ def load_mnist(
             except OSError as exc:
                 raise DataError(f"cannot create the MNIST folder {folder}: "
                                 f"{exc.strerror or exc}") from None
-            print(f"handprop: downloading {name}.gz into {folder}", file=sys.stderr)
-            found = _download(folder, name, timeout)
+            print(f"handprop: downloading {name}.gz into {shown(folder)}", file=sys.stderr)
+            found = _download(folder, name, timeout,
+                              sys.stderr.isatty() if progress is None else progress)
         paths[name] = found
     arrays = {name: _read_idx(paths[name], *MNIST_FILES[name]) for name in MNIST_FILES}
     for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):

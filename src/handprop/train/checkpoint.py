@@ -72,9 +72,12 @@ class Interrupted(KeyboardInterrupt):
 
 
 def path_in(folder: str | os.PathLike) -> Path:
-    """The checkpoint file of a run folder (or the file itself, if given)."""
+    """The checkpoint file of a run folder (or the file itself, if given: a
+    path ending in .npz that is not a folder)."""
     folder = Path(folder)
-    return folder if folder.suffix == ".npz" else folder / CHECKPOINT_NAME
+    if folder.suffix == ".npz" and not folder.is_dir():
+        return folder
+    return folder / CHECKPOINT_NAME
 
 
 def save(folder, arrays: dict[str, np.ndarray], meta: dict) -> Path:
@@ -141,23 +144,32 @@ class AppendLog:
     def append(self, history) -> None:
         """Append the last record of ``history`` as one row, in one write."""
         line = history.to_csv().splitlines()[-1] + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         try:
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, line.encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:  # a full disk names no file: say which
+            error = OSError(f"cannot append epoch {history[-1].epoch} to the log "
+                            f"{self.path}: {exc.strerror or exc}")
+            error.errno = exc.errno
+            raise error from None
 
 
 class SignalGuard:
-    """While active, the first SIGINT or SIGTERM only sets ``signum``, so that
-    training can finish its minibatch and write a checkpoint; a second one
-    stops the process at once (KeyboardInterrupt for SIGINT, exit status 143
-    for SIGTERM). Outside the main thread, where handlers cannot be set, it
-    does nothing.
+    """While active, the first SIGINT, SIGTERM or SIGHUP (the terminal was
+    closed) only sets ``signum``, so that training can finish its minibatch
+    and write a checkpoint; a second one stops the process at once
+    (KeyboardInterrupt for SIGINT, exit status 128 + the signal's number for
+    the others: 143 for SIGTERM, 129 for SIGHUP). Outside the main thread,
+    where handlers cannot be set, it does nothing.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    #: Ctrl-C, kill, and the terminal closed (SIGHUP: where it exists).
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                    if hasattr(signal, name))
 
     def __init__(self) -> None:
         self.signum: int | None = None

@@ -28,12 +28,13 @@ import csv
 import io
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from ..errors import InputError
-from ..files import read_text, write_text
+from ..files import write_text
 
 __all__ = ["COLUMNS", "EpochRecord", "History", "Diverged", "columns"]
 
@@ -41,7 +42,7 @@ __all__ = ["COLUMNS", "EpochRecord", "History", "Diverged", "columns"]
 MEASURES = ("error", "r2")
 
 
-@dataclass
+@dataclass(slots=True)
 class EpochRecord:
     """The figures of one epoch.
 
@@ -75,6 +76,32 @@ def columns(measure: str = "error") -> tuple[str, ...]:
     ('epoch', 'train_r2', 'train_loss')
     """
     return tuple(c.replace("_error", f"_{measure}") for c in COLUMNS)
+
+
+def _bad_log_line(path) -> InputError:
+    """The InputError naming the first line of a log that is not a row of
+    numbers, found by reading it again line by line."""
+    from ..files import open_regular, shown
+
+    with open_regular(path, "log") as f:
+        for number, line in enumerate(io.TextIOWrapper(f, encoding="utf-8-sig"), start=1):
+            if number == 1 or not line.strip():
+                continue
+            try:
+                row = next(csv.reader([line]))
+            except csv.Error as exc:
+                return InputError(f"{shown(path)}: line {number}: {exc}")
+            if len(row) != len(COLUMNS):
+                return InputError(f"{shown(path)}: line {number} has {len(row)} cells, "
+                                  f"expected {len(COLUMNS)}")
+            for cell in row:
+                try:
+                    float(cell)
+                except ValueError:
+                    text = cell if len(cell) <= 40 else cell[:30] + "..."
+                    return InputError(f"{shown(path)}: line {number} holds a non-numeric "
+                                      f"cell {text!r}")
+    return InputError(f"{shown(path)}: not a handprop log: a line is not a row of numbers")
 
 
 class History(list):
@@ -127,27 +154,45 @@ class History(list):
 
     @classmethod
     def read_csv(cls, path: str | os.PathLike) -> History:
-        """Read a log written by :meth:`save_csv`; a ValueError names what is wrong."""
-        try:
-            rows = list(csv.reader(read_text(path, "log").splitlines()))
-        except csv.Error as exc:
-            raise InputError(f"{path}: cannot read the log ({exc})") from None
-        header = tuple(rows[0]) if rows else ()
-        measure = next((m for m in MEASURES if header == columns(m)), None)
-        if measure is None:
-            raise InputError(f"{path}: not a handprop log: the header must be "
-                             f"{','.join(COLUMNS)} (or {','.join(columns('r2'))})")
-        records = []
-        for line, row in enumerate(rows[1:], start=2):
-            if len(row) != len(COLUMNS):
-                raise InputError(f"{path}: line {line} has {len(row)} cells, "
-                                 f"expected {len(COLUMNS)}")
+        """Read a log written by :meth:`save_csv`; a ValueError names what is wrong.
+
+        The rows are read by NumPy's reader as a stream, into one array of
+        numbers, so that a long (or hostile) log takes little more memory
+        than its records do; every epoch must be a whole number from 1 up,
+        every figure a number."""
+        from ..files import open_regular, shown
+        from ..validate import INT_MAX
+
+        name = shown(path)
+        with open_regular(path, "log") as f:
+            text = io.TextIOWrapper(f, encoding="utf-8-sig")
             try:
-                values = [float(v) for v in row]
+                first = text.readline(1 << 16)
+                header = tuple(next(csv.reader([first]), []))
+                measure = next((m for m in MEASURES if header == columns(m)), None)
+                if measure is None:
+                    raise InputError(f"{name}: not a handprop log: the header must be "
+                                     f"{','.join(COLUMNS)} (or {','.join(columns('r2'))})")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # a log with no epochs
+                    table = np.loadtxt(text, delimiter=",", ndmin=2, dtype=np.float64,
+                                       comments=None)
+            except UnicodeDecodeError:
+                raise InputError(f"{name}: not a handprop log: not UTF-8 text") from None
+            except InputError:
+                raise
             except ValueError:
-                raise InputError(f"{path}: line {line} holds a non-numeric cell") from None
-            values[0] = int(values[0])
-            records.append(EpochRecord(*values))
+                raise _bad_log_line(path) from None
+        if table.size and table.shape[1] != len(COLUMNS):
+            raise InputError(f"{name}: its rows have {table.shape[1]} cells, expected "
+                             f"{len(COLUMNS)}")
+        epochs = table[:, 0] if table.size else table.reshape(0)
+        bad = ~((epochs >= 1) & (epochs <= INT_MAX) & (epochs == np.floor(epochs)))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise InputError(f"{name}: line {row + 2}: the epoch must be a whole number "
+                             f">= 1, got {epochs[row]:g}")
+        records = [EpochRecord(int(row[0]), *row[1:].tolist()) for row in table]
         return cls(records, measure=measure)
 
     def to_dicts(self) -> list[dict]:

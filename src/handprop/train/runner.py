@@ -121,6 +121,7 @@ class Runner:
     def __init__(self, net: MLP, settings: RunSettings, data: Data, *,
                  device: str = "cpu") -> None:
         settings.check_net(net)
+        settings.check_memory(net.sizes, net.dtype, len(data.X))  # before the buffers
         augment = settings.make_augmenter(net.d)
         if settings.patience is not None and data.valid is None:
             raise InputError("patience (early stopping) needs a validation set: pass "

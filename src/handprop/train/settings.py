@@ -145,6 +145,43 @@ class RunSettings:
             net.check_options(1, label_smoothing=self.label_smoothing)
         self.make_augmenter(net.d)
 
+    def memory_needed(self, sizes, dtype, n_examples: int) -> int:
+        """Bytes, roughly, that training a net of layer ``sizes`` (d, d_1,
+        ..., m) in ``dtype`` takes beyond the data: the parameters, their
+        gradients, the rollback snapshot, the optimizer's state and early
+        stopping's copy, and the activations of a minibatch and of an
+        evaluation chunk. Checked before anything is allocated."""
+        import numpy as np
+
+        item = np.dtype(dtype).itemsize
+        sizes = [int(s) for s in sizes]
+        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        copies = 3  # the parameters, their gradients, the snapshot
+        if self.optimizer == "adam":
+            copies += 3  # two moments and a scratch array
+        elif self.momentum:
+            copies += 2 if self.nesterov else 1
+        if self.patience is not None:
+            copies += 1
+        rows = min(self.batch_size, n_examples) + min(2048, n_examples)
+        widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+        # the activations, their derivatives and the deltas of each layer;
+        # the float64 draw of the widest matrix at initialization
+        return copies * n_params * item + 3 * rows * sum(sizes) * item + 8 * widest
+
+    def check_memory(self, sizes, dtype, n_examples: int) -> None:
+        """Refuse, before anything is allocated, a run whose
+        :meth:`memory_needed` exceeds what this process may use."""
+        from ..files import memory_limit
+
+        need = self.memory_needed(sizes, dtype, n_examples)
+        limit, what = memory_limit()
+        if need > limit:
+            hidden = ",".join(str(int(s)) for s in list(sizes)[1:-1])
+            raise InputError(f"training a net of hidden sizes {hidden} on {int(sizes[0])} "
+                             f"inputs would take about {need / 2**30:.1f} GiB, more than "
+                             f"{what}: try smaller hidden sizes or a smaller batch size")
+
     def replace(self, **changes) -> RunSettings:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)

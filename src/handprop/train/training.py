@@ -123,7 +123,7 @@ def fit(
         checkpoint = resume if checkpoint is None else checkpoint
     if checkpoint is not None:
         folder = Path(checkpoint)
-        folder = folder.parent if folder.suffix == ".npz" else folder
+        folder = ckpt.path_in(folder).parent
         if not folder.is_dir():
             raise InputError(f"checkpoint folder {folder} does not exist")
     logger = AppendLog(log, runner.history) if log is not None else None
