@@ -723,6 +723,7 @@ def _claim(config: SweepConfig, study, storage, lock: BudgetLock, guard):
         if beats:
             with _stable():
                 optuna.storages.fail_stale_trials(study)
+        _fail_unclaimed(study)
         trials = study.get_trials(deepcopy=False)
         if sum(map(_holds_slot, trials)) >= config.trials:
             running = optuna.trial.TrialState.RUNNING
@@ -736,6 +737,20 @@ def _claim(config: SweepConfig, study, storage, lock: BudgetLock, guard):
             storage.record_heartbeat(trial._trial_id)
         trial.set_user_attr("slot", True)
         return trial, False
+
+
+def _fail_unclaimed(study) -> None:
+    """Fail the running trials without a slot, under the study's lock: a
+    trial is taken and given its slot under the lock, so these are left by a
+    worker killed in between. They hold no slot, and may have no heartbeat to
+    go stale by; a queued retry among them is queued again."""
+    optuna = _optuna()
+    state = optuna.trial.TrialState
+    for t in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+        if not t.user_attrs.get("slot"):
+            frozen = study.tell(t.number, state=state.FAIL, skip_if_finished=True)
+            if frozen.params:
+                _requeue(study, frozen, died=True)
 
 
 def _run_trial(config: SweepConfig, data, study, trial, storage, guard) -> None:
