@@ -166,7 +166,8 @@ def test_a_killed_worker_leaves_a_usable_study(tmp_path):
     killed = [t for t in load(storage, "handprop-moons").get_trials()
               if t.state == optuna.trial.TrialState.RUNNING]
     assert len(killed) == 1
-    time.sleep(3.5)  # the grace period: three missed heartbeats
+    # at once: the resumed sweep waits for the dead trial to miss three
+    # heartbeats (handprop 0.2 ended with its slot held, one trial short)
     r = sweep(*args, "--resume")
     assert r.returncode == 0, r.stderr
     study = load(storage, "handprop-moons")
@@ -395,6 +396,43 @@ def test_a_bug_in_a_trial_still_surfaces_as_one(tmp_path, monkeypatch):
     # failed, not taken for the trial's own failure: its slot is free again
     assert trial.state == optuna.trial.TrialState.FAIL and "error" not in trial.user_attrs
     assert sweep_module._claimed(load(config.storage, "s")) == 0
+
+
+def test_a_trial_left_without_its_slot_is_failed_and_the_budget_kept(tmp_path):
+    # a worker killed between taking a trial and giving it its slot leaves a
+    # running trial that may have no heartbeat: it would stay running forever
+    from handprop.sweep import make_storage, run_sweep
+
+    config = _config(tmp_path, {"epochs": {"value": 2}, "lr": {"low": 0.01, "high": 0.1}},
+                     trials=2)
+    study = optuna.create_study(study_name="s", storage=make_storage(config.storage))
+    orphan = study.ask()
+    orphan.suggest_float("lr", 0.01, 0.1)
+    run_sweep(config, resume=True)
+    study = load(config.storage, "s")
+    finished = assert_exactly(study, 2)
+    assert study.trials[orphan.number].state == optuna.trial.TrialState.FAIL
+    # its parameters ran again, in a slot of their own
+    assert [t.params for t in finished if t.system_attrs.get("failed_trial") == orphan.number
+            ] == [study.trials[orphan.number].params]
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_running_trial_sends_heartbeats(tmp_path):
+    # handprop runs its own loop, not Optuna's optimize: it sends them itself
+    from handprop.sweep import _Heartbeat, make_storage
+
+    storage = make_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat=1)
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)
+    with _Heartbeat(storage, trial._trial_id, 1):
+        time.sleep(4.5)  # past the grace period of three heartbeats
+        optuna.storages.fail_stale_trials(study)
+        assert study.trials[0].state == optuna.trial.TrialState.RUNNING
+    time.sleep(4.5)  # and once it stops, the trial goes stale
+    optuna.storages.fail_stale_trials(study)
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
 
 
 def _children(pid):
