@@ -141,8 +141,10 @@ def test_workers_opening_a_new_postgresql_database_at_once(postgres_url):
 def test_a_killed_worker_leaves_a_usable_study(tmp_path):
     out = tmp_path / "run"
     storage = f"sqlite:///{out / 'study.db'}"
-    args = ["--space", str(space_file(tmp_path, epochs=400)), "--trials", "3", "--out",
-            str(out), "--heartbeat", "1"]
+    # one slot, held by the trial killed: the resumed sweep finds it running
+    # (three heartbeats, 6 s, are longer than it takes to start), and waits
+    args = ["--space", str(space_file(tmp_path, epochs=400)), "--trials", "1", "--out",
+            str(out), "--heartbeat", "2"]
     p = subprocess.Popen([sys.executable, "-m", "handprop", "sweep", *args],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -167,11 +169,11 @@ def test_a_killed_worker_leaves_a_usable_study(tmp_path):
               if t.state == optuna.trial.TrialState.RUNNING]
     assert len(killed) == 1
     # at once: the resumed sweep waits for the dead trial to miss three
-    # heartbeats (handprop 0.2 ended with its slot held, one trial short)
+    # heartbeats (handprop 0.2 needed them missed first, or ended one trial short)
     r = sweep(*args, "--resume")
     assert r.returncode == 0, r.stderr
     study = load(storage, "handprop-moons")
-    finished = assert_exactly(study, 3)
+    finished = assert_exactly(study, 1)
     dead = study.trials[killed[0].number]
     assert dead.state == optuna.trial.TrialState.FAIL  # not counted as complete
     retried = [t for t in finished if t.system_attrs.get("failed_trial") == dead.number]
@@ -398,6 +400,58 @@ def test_a_bug_in_a_trial_still_surfaces_as_one(tmp_path, monkeypatch):
     assert sweep_module._claimed(load(config.storage, "s")) == 0
 
 
+def _claim_all(url, name, barrier, results):
+    import types
+
+    from handprop.sweep import BudgetLock, SweepConfig, _claim, make_storage
+
+    config = SweepConfig(dataset="moons", trials=12, storage=url, study=name, out=".",
+                         space=Space())
+    storage = make_storage(url)
+    study = optuna.load_study(study_name=name, storage=storage)
+    lock, guard = BudgetLock(url, name), types.SimpleNamespace(signum=None)
+    barrier.wait()  # all at once
+    taken = []
+    try:
+        while True:
+            trial, _ = _claim(config, study, storage, lock, guard)
+            if trial is None:
+                break
+            taken.append(trial.number)
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        taken.append(f"{type(exc).__name__}: {exc}")
+    results.put(taken)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_workers_claiming_at_once_take_each_trial_and_slot_once(tmp_path, kind, request):
+    # handprop 0.2 took the trial before the lock: two workers could take the
+    # same queued retry (then "Cannot tell a COMPLETE trial"), or one more slot
+    import multiprocessing
+
+    from handprop.sweep import make_storage
+
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 's.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    name = f"claim-{os.getpid()}-{time.time_ns()}"
+    study = optuna.create_study(study_name=name, storage=make_storage(url))
+    for x in range(6):  # six queued trials, as retries are
+        study.enqueue_trial({"x": float(x)})
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_claim_all, args=(url, name, barrier, results))
+             for _ in range(6)]
+    for p in procs:
+        p.start()
+    taken = [n for _ in procs for n in results.get(timeout=120)]
+    for p in procs:
+        p.join()
+    assert sorted(map(str, taken)) == sorted(map(str, range(12)))  # each once, 12 in all
+    assert sum(t.user_attrs.get("slot", False) for t in load(url, name).trials) == 12
+
+
 def test_a_trial_left_without_its_slot_is_failed_and_the_budget_kept(tmp_path):
     # a worker killed between taking a trial and giving it its slot leaves a
     # running trial that may have no heartbeat: it would stay running forever
@@ -515,7 +569,10 @@ def test_a_signal_to_the_sweep_stops_every_worker_and_resume_continues(tmp_path,
     trials = load(storage, "handprop-moons").trials
     stopped = [t for t in trials if t.state == state.FAIL]
     assert [t.user_attrs.get("interrupted") for t in stopped] == ["SIGTERM"] * 2
-    assert sum(t.state == state.WAITING for t in trials) == 2 and len(trials) == 4
+    waiting = [t for t in trials if t.state == state.WAITING]
+    assert len(waiting) == 2 and len(trials) == 4
+    # the queued copies hold no slot: each claims one when it runs
+    assert [t.user_attrs for t in waiting] == [{}, {}]
     if sig == "SIGKILL":
         return  # resuming is the same as after SIGTERM
     # resume (with fewer epochs): the two stopped trials run first, with their parameters

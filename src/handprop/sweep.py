@@ -759,6 +759,8 @@ def _run_trial(config: SweepConfig, data, study, trial, storage, guard) -> None:
     "error", and one line on stderr), or interrupted by a signal (failed, and
     its parameters queued again). Any other exception is a bug: the trial is
     failed and the exception raised."""
+    import signal
+
     optuna = _optuna()
     from .train.checkpoint import Interrupted
     from .train.history import Diverged
@@ -821,8 +823,11 @@ def _run_trial(config: SweepConfig, data, study, trial, storage, guard) -> None:
             # a bug (failed, not retried), or a second signal, which stops at
             # once (failed, and queued again)
             with contextlib.suppress(Exception):
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                    interrupted(guard.signum or 2)
+                if isinstance(exc, KeyboardInterrupt):
+                    interrupted(guard.signum or signal.SIGINT)
+                elif isinstance(exc, SystemExit) and isinstance(exc.code, int) and (
+                        exc.code > 128):  # SignalGuard's exit on a second SIGTERM
+                    interrupted(exc.code - 128)
                 else:
                     study.tell(trial, state=state.FAIL, skip_if_finished=True)
             raise
