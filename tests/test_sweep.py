@@ -452,6 +452,7 @@ def test_workers_claiming_at_once_take_each_trial_and_slot_once(tmp_path, kind, 
     assert sum(t.user_attrs.get("slot", False) for t in load(url, name).trials) == 12
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_a_trial_left_without_its_slot_is_failed_and_the_budget_kept(tmp_path):
     # a worker killed between taking a trial and giving it its slot leaves a
     # running trial that may have no heartbeat: it would stay running forever
@@ -472,6 +473,7 @@ def test_a_trial_left_without_its_slot_is_failed_and_the_budget_kept(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_a_running_trial_sends_heartbeats(tmp_path):
     # handprop runs its own loop, not Optuna's optimize: it sends them itself
     from handprop.sweep import _Heartbeat, make_storage
