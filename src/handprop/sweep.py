@@ -386,15 +386,14 @@ def make_storage(url: str, *, heartbeat: int = 10):
         return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     with _stable():
-        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9
-            retry = {"heartbeat_stale_trial_callback":
-                     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
-        else:
-            retry = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(
-                max_retry=1)}
+        # Optuna >= 4.9 names the callback of a trial found dead by its heartbeat
+        # heartbeat_stale_trial_callback; the older ones failed_trial_callback
+        name = ("heartbeat_stale_trial_callback"
+                if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")
+                else "failed_trial_callback")
         return _while_schema_is_made(lambda: optuna.storages.RDBStorage(
             database_url(url), engine_kwargs=kwargs, heartbeat_interval=heartbeat,
-            grace_period=3 * heartbeat, **retry))
+            grace_period=3 * heartbeat, **{name: _retry_dead}))
 
 
 def _while_schema_is_made(make, attempts: int = 8):
@@ -472,13 +471,9 @@ class BudgetLock:
                 conn.close()
                 engine.dispose()
         else:
-            from optuna.storages.journal import JournalFileOpenLock
-
             path = (self.url[len("journal:"):] if self.url.startswith("journal:")
                     else self.url[len("sqlite:///"):])
-            lock = JournalFileOpenLock(f"{path}.{self.study_name}.budget-lock")
-            lock.acquire()
-            release = lock.release
+            release = _file_lock(f"{path}.{_file_safe(self.study_name)}.budget-lock")
         self._release = release
         return self
 
@@ -486,16 +481,91 @@ class BudgetLock:
         self._release()
 
 
-def _claimed(study, exclude: int | None = None) -> int:
-    """Trials holding a slot: claimed, and not failed by a dead worker (a
-    trial that failed by its own hyper-parameters, diverging say, holds its
-    slot). ``exclude`` is a trial not to count: the one claiming."""
+def _file_safe(name: str) -> str:
+    """A study name as part of a file name: itself when it is plain, else a
+    digest of it (a name may hold "/" or anything else)."""
+    if re.fullmatch(r"[A-Za-z0-9._-]{1,100}", name):
+        return name
+    import hashlib
+
+    return "study-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def _file_lock(path: str):
+    """Take an exclusive lock on the file ``path`` (made if missing), waiting
+    for it; return the function that releases it. A POSIX record lock: the
+    system releases it when its process dies, so a worker killed while it
+    claims a slot leaves no stale lock behind; it works across machines on
+    NFS. Without fcntl (Windows), Optuna's lock file, which is broken into
+    after 30 seconds."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        from optuna.storages.journal import JournalFileOpenLock
+
+        lock = JournalFileOpenLock(path)
+        lock.acquire()
+        return lock.release
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+
+    def release():
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+    return release
+
+
+def _holds_slot(trial) -> bool:
+    """Whether a trial holds one of the study's N slots: it claimed one, and
+    is running or finished by itself (completed, pruned, or failed by its own
+    hyper-parameters, diverging say, with its "error" recorded). A trial failed
+    because its worker died or was stopped gives its slot back; its retry
+    claims one like any trial."""
+    state = _optuna().trial.TrialState
+    if not trial.user_attrs.get("slot"):
+        return False
+    return (trial.state in (state.RUNNING, state.COMPLETE, state.PRUNED)
+            or (trial.state == state.FAIL and "error" in trial.user_attrs))
+
+
+def _claimed(study) -> int:
+    """The number of trials holding a slot (see :func:`_holds_slot`)."""
+    return sum(map(_holds_slot, study.get_trials(deepcopy=False)))
+
+
+def _retry_dead(study, trial) -> None:
+    """Optuna's callback for a trial found dead (its heartbeat stopped): queue
+    its parameters again, once. A trial that had recorded its own failure
+    before its worker died keeps its slot and is not retried."""
+    if "error" not in trial.user_attrs:
+        _requeue(study, trial, died=True)
+
+
+def _requeue(study, trial, *, died: bool, max_deaths: int = 1) -> bool:
+    """Queue a failed trial's parameters as a new waiting trial, which the
+    next claim takes first. Only the parameters go over: the new trial has no
+    slot until it claims one. A trial stopped by a signal is always queued
+    again; one whose worker died at most ``max_deaths`` times (its parameters
+    may be what kills workers)."""
     optuna = _optuna()
-    state = optuna.trial.TrialState
-    held = (state.RUNNING, state.COMPLETE, state.PRUNED)
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.number != exclude and t.user_attrs.get("slot")
-               and (t.state in held or (t.state == state.FAIL and "error" in t.user_attrs)))
+    deaths = trial.system_attrs.get("handprop_deaths", 0) + int(died)
+    if deaths > max_deaths:
+        return False
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.WAITING, params=trial.params,
+        distributions=trial.distributions,
+        # the sampler's own (a grid point's id), and Optuna's names: the
+        # original trial, and every one retried since
+        system_attrs={**trial.system_attrs, "failed_trial": history[0],
+                      "retry_history": history, "handprop_deaths": deaths}))
+    return True
 
 
 # --------------------------------------------------------------------------
@@ -572,71 +642,231 @@ def train_params(p: dict, data, seed: int, on_epoch=None, device: str = "cpu",
     return net, history
 
 
-def _objective(config: SweepConfig, data, lock: BudgetLock):
+class SweepInterrupted(KeyboardInterrupt):
+    """The sweep stopped on SIGINT or SIGTERM: each worker finished its
+    minibatch, marked its trial interrupted, queued the trial's parameters
+    again and exited. The study is intact; resuming it runs the interrupted
+    trials first. ``signum``: the signal; ``exit_status``: 128 + signum."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
+
+
+class WorkersLost(RuntimeError):
+    """Every worker died (killed, out of memory) before the study's budget was
+    spent; the study is intact, and resuming it finishes the budget."""
+
+
+def max_workers() -> int:
+    """The most local workers a sweep starts: two per CPU core, at most 64.
+    Each loads the data and trains on its own; more only share the cores."""
+    return min(64, 2 * (os.cpu_count() or 1))
+
+
+def _beats(url: str) -> bool:
+    """Whether trials send heartbeats: with a database, not with a journal file."""
+    return not url.startswith("journal:")
+
+
+class _Heartbeat:
+    """While active, a thread records a trial's heartbeat every ``interval``
+    seconds (none when ``interval`` is None), as Optuna's own optimize loop
+    does; handprop runs its own loop, to claim a slot and take a trial under
+    one lock."""
+
+    def __init__(self, storage, trial_id: int, interval: int | None) -> None:
+        import threading
+
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread = None
+
+    def __enter__(self) -> _Heartbeat:
+        if self.interval:
+            import threading
+
+            self._thread = threading.Thread(target=self._beat, daemon=True,
+                                            name="handprop-heartbeat")
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            # A beat that fails (a database busy for a moment) is not the
+            # trial's failure: the next one tries again, and a database that
+            # is gone fails the trial's own writes, loudly.
+            with contextlib.suppress(Exception):
+                self.storage.record_heartbeat(self.trial_id)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _claim(config: SweepConfig, study, storage, lock: BudgetLock, guard):
+    """Under the study's lock: fail the trials found dead (their parameters
+    are queued again), then, if a slot is free, take a trial (a queued one
+    first) and give it the slot. Returns (trial, False); or (None, wait) when
+    every slot is held, where wait says that some of them are held by running
+    trials, which may yet die and free their slot."""
     optuna = _optuna()
+    beats = _beats(config.storage)
+    with lock:
+        if guard.signum is not None:  # stopped while waiting for the lock
+            return None, False
+        if beats:
+            with _stable():
+                optuna.storages.fail_stale_trials(study)
+        _fail_unclaimed(study)
+        trials = study.get_trials(deepcopy=False)
+        if sum(map(_holds_slot, trials)) >= config.trials:
+            running = optuna.trial.TrialState.RUNNING
+            return None, beats and any(t.state == running and _holds_slot(t) for t in trials)
+        with warnings.catch_warnings():
+            # Optuna warns that heartbeats are for its own optimize loop: this
+            # loop sends them itself (_Heartbeat)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = study.ask()
+        if beats:  # at once: a worker killed from now on leaves a trial that goes stale
+            storage.record_heartbeat(trial._trial_id)
+        trial.set_user_attr("slot", True)
+        return trial, False
+
+
+def _fail_unclaimed(study) -> None:
+    """Fail the running trials without a slot, under the study's lock: a
+    trial is taken and given its slot under the lock, so these are left by a
+    worker killed in between. They hold no slot, and may have no heartbeat to
+    go stale by; a queued retry among them is queued again."""
+    optuna = _optuna()
+    state = optuna.trial.TrialState
+    for t in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+        if not t.user_attrs.get("slot"):
+            frozen = study.tell(t.number, state=state.FAIL, skip_if_finished=True)
+            if frozen.params:
+                _requeue(study, frozen, died=True)
+
+
+def _run_trial(config: SweepConfig, data, study, trial, storage, guard) -> None:
+    """Train a claimed trial and record how it ended: completed, pruned,
+    failed by its own hyper-parameters (diverged, or refused by handprop: its
+    "error", and one line on stderr), or interrupted by a signal (failed, and
+    its parameters queued again). Any other exception is a bug: the trial is
+    failed and the exception raised."""
+    import signal
+
+    optuna = _optuna()
+    from .train.checkpoint import Interrupted
     from .train.history import Diverged
+    from .train.training import signal_name
 
+    state = optuna.trial.TrialState
     classifies = space_output(config.space).classifies
-    context = _context(config.dataset)
+    pruned = []
 
-    def objective(trial):
-        params = config.space.suggest(trial)
-        with lock:
-            if _claimed(trial.study, exclude=trial.number) >= config.trials:
-                # Two workers asked for a trial at once, and the last slot went to the
-                # other: this one ends unrun, marked, and counts for nothing.
-                trial.study.stop()
-                trial.set_user_attr("over_budget", True)
-                raise optuna.TrialPruned("not run: the study's trials were all taken")
-            # a retried trial (its worker died) takes the slot of the one it retries
-            trial.set_user_attr("slot", True)
-        trial.set_user_attr("params", params)
-        pruned = []
+    def report(record):
+        trial.report(record.valid_error if classifies else record.valid_loss, record.epoch)
+        if trial.should_prune():
+            pruned.append(record.epoch)
+            return True
+        return None
 
-        def report(record):
-            trial.report(record.valid_error if classifies else record.valid_loss,
-                         record.epoch)
-            if trial.should_prune():
-                pruned.append(record.epoch)
-                return True
-            return None
+    def interrupted(signum: int) -> None:
+        guard.signum = guard.signum or signum
+        trial.set_user_attr("interrupted", signal_name(signum))
+        frozen = study.tell(trial, state=state.FAIL, skip_if_finished=True)
+        _requeue(study, frozen, died=False)
 
+    beat = config.heartbeat if _beats(config.storage) else None
+    with _Heartbeat(storage, trial._trial_id, beat):
         try:
-            _, history = train_params(params, data, config.seed + trial.number,
-                                      on_epoch=report, device=config.device, context=context)
-        except (Diverged, InputError) as exc:
-            # the trial's own hyper-parameters failed it: recorded, and counted
-            message = str(exc).splitlines()[0][:500]
-            trial.set_user_attr("error", message)
-            print(f"trial {trial.number} failed: {message}", file=sys.stderr, flush=True)
-            return math.nan  # Optuna records the trial as failed; the sweep goes on
-        trial.set_user_attr("epochs_run", len(history))
-        if pruned:
-            raise optuna.TrialPruned(f"pruned after epoch {pruned[0]}")
-        scores = history.column("valid_error" if classifies else "valid_loss")
-        return float(np.nanmin(scores))
+            params = config.space.suggest(trial)
+            trial.set_user_attr("params", params)
+            if guard.signum is not None:  # the signal came while the slot was claimed
+                interrupted(guard.signum)
+                return
+            try:
+                _, history = train_params(params, data, config.seed + trial.number,
+                                          on_epoch=report, device=config.device,
+                                          context=_context(config.dataset))
+            except Interrupted as exc:  # fit stopped on SIGINT or SIGTERM
+                interrupted(exc.signum)
+                return
+            except (Diverged, InputError, MemoryError) as exc:
+                # the trial's own hyper-parameters failed it: recorded, and it
+                # keeps its slot (a space that always diverges ends)
+                message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+                trial.set_user_attr("error", message)
+                study.tell(trial, state=state.FAIL, skip_if_finished=True)
+                print(f"trial {trial.number} failed: {message}", file=sys.stderr, flush=True)
+                return
+            trial.set_user_attr("epochs_run", len(history))
+            if pruned:
+                study.tell(trial, state=state.PRUNED, skip_if_finished=True)
+            else:
+                scores = history.column("valid_error" if classifies else "valid_loss")
+                study.tell(trial, float(np.nanmin(scores)), skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker found this trial silent for three heartbeats (a
+            # machine too busy to send them) and failed it; its parameters are
+            # queued again, and run as a new trial.
+            print(f"trial {trial.number}: taken for dead by another worker (no heartbeat "
+                  f"for {3 * config.heartbeat} s); it runs again as a new trial",
+                  file=sys.stderr, flush=True)
+        except BaseException as exc:
+            # a bug (failed, not retried), or a second signal, which stops at
+            # once (failed, and queued again)
+            with contextlib.suppress(Exception):
+                if isinstance(exc, KeyboardInterrupt):
+                    interrupted(guard.signum or signal.SIGINT)
+                elif isinstance(exc, SystemExit) and isinstance(exc.code, int) and (
+                        exc.code > 128):  # SignalGuard's exit on a second SIGTERM
+                    interrupted(exc.code - 128)
+                else:
+                    study.tell(trial, state=state.FAIL, skip_if_finished=True)
+            raise
 
-    return objective
+
+def _sleep(seconds: float, guard) -> None:
+    """Sleep, waking early on a signal."""
+    import time
+
+    end = time.monotonic() + seconds
+    while guard.signum is None and time.monotonic() < end:
+        time.sleep(0.1)
 
 
-def _stop_when_full(trials: int):
-    def callback(study, trial):
-        if _claimed(study) >= trials:
-            study.stop()
-    return callback
+def work(config: SweepConfig) -> int | None:
+    """One worker: claim a slot and run a trial, again and again, until every
+    slot of the study is held by a finished trial. Returns None then, or the
+    signal (SIGINT, SIGTERM) that stopped it: a signal stops it after the
+    current minibatch, with its trial marked interrupted and queued again (a
+    second signal stops it at once)."""
+    from .train.checkpoint import SignalGuard
 
-
-def work(config: SweepConfig) -> None:
-    """One worker: run trials until the study's N slots are all taken."""
-    optuna = _optuna()
-    data = load_data(config)
-    storage = make_storage(config.storage, heartbeat=config.heartbeat)
-    study = optuna.load_study(study_name=config.study, storage=storage,
-                              sampler=_sampler(config, seed=os.getpid()), pruner=_pruner(config))
-    if _claimed(study) >= config.trials:
-        return
-    lock = BudgetLock(config.storage, config.study)
-    study.optimize(_objective(config, data, lock), callbacks=[_stop_when_full(config.trials)])
+    with SignalGuard() as guard:
+        optuna = _optuna()
+        data = load_data(config)
+        storage = make_storage(config.storage, heartbeat=config.heartbeat)
+        study = optuna.load_study(study_name=config.study, storage=storage,
+                                  sampler=_sampler(config, seed=os.getpid()),
+                                  pruner=_pruner(config))
+        lock = BudgetLock(config.storage, config.study)
+        while guard.signum is None:
+            trial, wait = _claim(config, study, storage, lock, guard)
+            if trial is not None:
+                _run_trial(config, data, study, trial, storage, guard)
+            elif wait:  # the last slots are held by running trials: one may die
+                _sleep(config.heartbeat, guard)
+            else:
+                break
+        return guard.signum
 
 
 def _pruner(config: SweepConfig):
@@ -653,45 +883,220 @@ def _pruner(config: SweepConfig):
 def _sampler(config: SweepConfig, seed: int):
     optuna = _optuna()
     if config.grid is not None:
-        return optuna.samplers.GridSampler(config.grid, seed=seed)
+        class Grid(optuna.samplers.GridSampler):
+            def after_trial(self, study, trial, state, values) -> None:
+                # Optuna's stops the optimize loop once the grid is spent: a
+                # sweep's loop is handprop's, and its budget ends it
+                pass
+
+        return Grid(config.grid, seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def _work_entry(config: SweepConfig) -> None:  # a subprocess's main
-    work(config)
+def _work_entry(config: SweepConfig, parent: int) -> None:  # a worker process's main
+    if hasattr(os, "setsid"):
+        # out of the terminal's process group: Ctrl-C reaches the parent
+        # only, which stops every worker once, with SIGTERM
+        os.setsid()
+    _stop_with_parent(parent)
+    try:
+        signum = work(config)
+    except InputError as exc:
+        print(f"handprop: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    sys.exit(128 + signum if signum else 0)
+
+
+def _stop_with_parent(parent: int) -> None:
+    """A worker whose parent dies (SIGKILL, say), even before the worker
+    started, stops as on SIGTERM, instead of training on as an orphan."""
+    import signal
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="handprop-parent-watch").start()
+
+
+def _run_workers(config: SweepConfig, workers: int) -> int | None:
+    """Start ``workers`` worker processes and wait for them. The first SIGINT
+    or SIGTERM is passed on to every worker as SIGTERM (each finishes its
+    minibatch, marks its trial interrupted and exits); a second one kills them
+    at once (their trials are retried once they are found dead). Returns the
+    signal that stopped the sweep, or None when the study is done."""
+    import multiprocessing
+    import signal
+    import threading
+
+    from .train.training import signal_name
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_work_entry, args=(config, os.getpid()),
+                         name=f"handprop-sweep-{i}") for i in range(workers)]
+    stop: list[int] = []
+    told: set[int] = set()
+
+    def tell_workers():
+        for p in procs:
+            if p.pid is not None and p.pid not in told:
+                told.add(p.pid)
+                with contextlib.suppress(ProcessLookupError):  # not reaped: no reuse
+                    os.kill(p.pid, signal.SIGTERM)
+
+    def on_signal(signum, frame):
+        if stop:
+            for p in procs:
+                if p.pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(p.pid, signal.SIGKILL)
+            raise SweepInterrupted(
+                f"{signal_name(signum)} again: the workers were killed at once; their trials "
+                f"are retried once found dead ({3 * config.heartbeat} s without a heartbeat); "
+                f"the study is intact: continue it with --resume", signum)
+        stop.append(signum)
+        tell_workers()
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = ({s: signal.signal(s, on_signal) for s in handled}
+                if threading.current_thread() is threading.main_thread() else {})
+    try:
+        for p in procs:
+            if stop:
+                break
+            p.start()
+            if stop:  # the signal came while this one started
+                tell_workers()
+        for p in procs:
+            if p.pid is not None:
+                p.join()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if stop:
+        return stop[0]
+    codes = [p.exitcode for p in procs]
+    if 1 in codes:
+        raise RuntimeError(f"{codes.count(1)} of {workers} workers stopped on a bug in handprop "
+                           f"(the traceback is above); the study is intact: continue it with "
+                           f"--resume")
+
+    def how(code: int) -> str:
+        if code < 0:
+            return f"killed by {signal_name(-code)}"
+        if code > 128:
+            return f"stopped by {signal_name(code - 128)}"
+        return f"exited with status {code}"
+
+    lost = [f"worker {i} {how(c)}" for i, c in enumerate(codes) if c != 0]
+    if lost and 0 not in codes:
+        raise WorkersLost(f"every worker stopped before the study was done ({', '.join(lost)}); "
+                          f"the study is intact: continue it with --resume")
+    if lost:
+        print(f"handprop: warning: {', '.join(lost)}; the other workers finished the study",
+              file=sys.stderr, flush=True)
+    return None
 
 
 def check_storage(url: str) -> None:
     """Refuse, in one line, a storage that cannot be opened: an unknown kind,
-    a SQLite or journal file in a folder that does not exist, a database
-    server that does not answer."""
+    a SQLite or journal file in a folder that does not exist or that cannot
+    be written, a path that is a folder, a file that is not a database or a
+    journal, a database server that does not answer, a database that Optuna
+    cannot read."""
     BudgetLock(url, "check")  # an unknown kind of storage
     for prefix in ("sqlite:///", "journal:"):
         if url.startswith(prefix):
-            folder = Path(url[len(prefix):]).parent
-            if not folder.is_dir():
-                raise InputError(f"storage {url}: folder {folder} does not exist")
-            if not os.access(folder, os.W_OK):
-                raise InputError(f"storage {url}: folder {folder} is not writable")
-            return
-    try:
-        import sqlalchemy
+            path = Path(url[len(prefix):])
+            if not str(path) or path.is_dir():
+                raise InputError(f"storage {url}: expected a file, got "
+                                 f"{'a folder' if str(path) else 'no path'}")
+            if not path.parent.is_dir():
+                raise InputError(f"storage {url}: folder {path.parent} does not exist")
+            if not os.access(path.parent, os.W_OK):
+                raise InputError(f"storage {url}: folder {path.parent} is not writable")
+            if not path.exists():
+                return  # made by the sweep
+            if not path.is_file():
+                raise InputError(f"storage {url}: not a regular file")
+            if prefix == "sqlite:///":
+                _check_sqlite_file(url, path)
+            else:
+                _check_journal_file(url, path)
+            break
+    else:
+        try:
+            import sqlalchemy
 
-        engine = sqlalchemy.create_engine(database_url(url), connect_args={"connect_timeout": 10})
-        with engine.connect():
-            pass
-        engine.dispose()
+            engine = sqlalchemy.create_engine(database_url(url),
+                                              connect_args={"connect_timeout": 10})
+            with engine.connect():
+                pass
+            engine.dispose()
+        except ImportError:
+            raise
+        except Exception as exc:  # SQLAlchemy's errors, or the driver's
+            raise InputError(f"storage {url}: cannot connect ({_first_line(exc)})"[:400]
+                             ) from None
+    try:  # an existing file, or a server: Optuna reads it (its schema, its journal)
+        make_storage(url)
     except ImportError:
         raise
-    except Exception as exc:  # SQLAlchemy's errors, or the driver's
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"storage {url}: cannot connect ({first})"[:400]) from None
+    except Exception as exc:  # SQLAlchemy's, Optuna's (an old schema), JSON's
+        raise InputError(f"storage {url}: Optuna cannot open it ({type(exc).__name__}: "
+                         f"{_first_line(exc)})"[:400]) from None
+
+
+def _check_sqlite_file(url: str, path: Path) -> None:
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise InputError(f"storage {url}: not a SQLite database ({exc})"[:400]) from None
+
+
+def _check_journal_file(url: str, path: Path) -> None:
+    """Every whole line of an Optuna journal file is a JSON record (Optuna
+    passes over a bad last line, a write in progress, until a record follows)."""
+    import json
+
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.endswith(b"\n"):
+                break  # a record being written
+            try:
+                json.loads(line)
+            except ValueError:
+                raise InputError(f"storage {url}: line {number} is not a record of an Optuna "
+                                 f"journal file") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def run_sweep(config: SweepConfig, *, workers: int = 1, resume: bool = False) -> None:
     """Create (or, with ``resume``, continue) the study and run ``workers``
-    local worker processes until it holds ``config.trials`` finished trials."""
+    worker processes (in this process when 1) until every one of its
+    ``config.trials`` slots is held by a finished trial.
+
+    Raises SweepInterrupted on SIGINT or SIGTERM, WorkersLost when every
+    worker died; the study is intact either way, and ``resume`` continues it.
+    """
     optuna = _optuna()
+    if isinstance(workers, bool) or not isinstance(workers, int) or not (
+            1 <= workers <= max_workers()):
+        raise InputError(f"workers must be 1 to {max_workers()} here (two per CPU core, at "
+                         f"most 64), got {workers!r}"[:300])
     BudgetLock(config.storage, config.study)  # refuses a storage it cannot lock
     storage = make_storage(config.storage, heartbeat=config.heartbeat)
     names = [s.study_name for s in optuna.study.get_all_study_summaries(storage)]
@@ -703,33 +1108,26 @@ def run_sweep(config: SweepConfig, *, workers: int = 1, resume: bool = False) ->
     if not resume:
         optuna.create_study(study_name=config.study, storage=storage, direction="minimize",
                             pruner=_pruner(config))
-    else:
-        # trials whose worker died, silent for longer than the grace period,
-        # are failed now (and retried), so that their slots are free again
-        with _stable():
-            optuna.storages.fail_stale_trials(optuna.load_study(study_name=config.study,
-                                                                storage=storage))
-    if workers == 1:
-        work(config)
-        return
-    import multiprocessing
+    signum = work(config) if workers == 1 else _run_workers(config, workers)
+    if signum is not None:
+        raise SweepInterrupted(_stopped(config, signum), signum)
 
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_work_entry, args=(config,), name=f"handprop-sweep-{i}")
-             for i in range(workers)]
-    for p in procs:
-        p.start()
-    try:
-        for p in procs:
-            p.join()
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
-        raise
-    failed = [p.exitcode for p in procs if p.exitcode]
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {workers} workers failed (exit codes "
-                           f"{failed}); the study is intact: continue it with --resume")
+
+def _stopped(config: SweepConfig, signum: int) -> str:
+    """What a signal left: the trials finished, and those queued to run again."""
+    from .train.training import signal_name
+
+    optuna = _optuna()
+    state = optuna.trial.TrialState
+    study = optuna.load_study(study_name=config.study,
+                              storage=make_storage(config.storage, heartbeat=config.heartbeat))
+    trials = study.get_trials(deepcopy=False)
+    done = sum(_holds_slot(t) and t.state != state.RUNNING for t in trials)
+    queued = sum(t.state == state.WAITING for t in trials)
+    again = (f"; {queued} interrupted trial{'s' * (queued != 1)} will run first"
+             if queued else "")
+    return (f"{signal_name(signum)}: the sweep stopped with {done} of {config.trials} trials "
+            f"done{again}; the study is intact: continue it with --resume")
 
 
 # --------------------------------------------------------------------------
@@ -755,13 +1153,19 @@ def summarize(config: SweepConfig, *, top: int = 10, out=sys.stdout) -> dict:
     state = optuna.trial.TrialState
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == state.COMPLETE]
-    counts = {s.name.lower(): sum(t.state == s and not t.user_attrs.get("over_budget")
-                                  for t in trials) for s in state}
-    counts["not run (over the budget)"] = sum(bool(t.user_attrs.get("over_budget"))
-                                              for t in trials)
+    counts = dict.fromkeys(("complete", "pruned", "failed", "interrupted (run again)",
+                            "lost (their worker died)", "running", "waiting",
+                            "not run (over the budget)"), 0)
+    for t in trials:
+        counts[_outcome(t)] += 1
     print(f"study {config.study!r} in {config.storage}: " + ", ".join(
         f"{n} {k}" for k, n in counts.items() if n), file=out)
     if not complete:
+        failed = [t for t in trials if t.state == state.FAIL and "error" in t.user_attrs]
+        if failed:
+            raise InputError(f"no trial completed: {len(failed)} failed by their "
+                             f"hyper-parameters (trial {failed[0].number}: "
+                             f"{failed[0].user_attrs['error']})"[:500])
         raise InputError("no trial has completed yet: nothing to summarize")
     ranked = sorted(complete, key=lambda t: t.value)
     names = sorted({k for t in complete for k in t.params if not k.endswith("_is_zero")})
@@ -813,6 +1217,20 @@ def summarize(config: SweepConfig, *, top: int = 10, out=sys.stdout) -> dict:
     if figures:
         print(f"wrote {', '.join(figures)}", file=out)
     return {"best": best, "worst": ranked[-1], "data": data, "test_error": test_measure}
+
+
+def _outcome(trial) -> str:
+    """How a trial ended, in the words of the summary."""
+    state = _optuna().trial.TrialState
+    if trial.user_attrs.get("over_budget"):  # handprop 0.2's studies
+        return "not run (over the budget)"
+    if trial.state == state.FAIL:
+        if "error" in trial.user_attrs:
+            return "failed"
+        if "interrupted" in trial.user_attrs:
+            return "interrupted (run again)"
+        return "lost (their worker died)"
+    return trial.state.name.lower()
 
 
 def _fmt(v) -> str:

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 
 import numpy as np
 
+from ..sweep import max_workers
 from .common import UsageError, dataset_name, positive_int, seed, writable_folder
-
-
-def max_workers() -> int:
-    """The most local workers a sweep starts: two per CPU core, at most 64.
-    Each loads the data and trains on its own; more only share the cores."""
-    return min(64, 2 * (os.cpu_count() or 1))
 
 
 def _vocabulary_help() -> str:
@@ -48,7 +43,8 @@ def add_parser(sub) -> None:
                    help="trials in all, across all workers (default 20, or the whole grid)")
     p.add_argument("--workers", type=positive_int, default=1,
                    help=f"local worker processes (default 1; at most two per CPU core, 64 at "
-                   f"most: {max_workers()} here)")
+                   f"most: {max_workers()} here). SIGINT or SIGTERM stops them all after "
+                   f"their minibatch; --resume then runs the interrupted trials first")
     p.add_argument("--storage", default=None,
                    help="sqlite:///FILE, postgresql://USER@HOST/DB or journal:FILE "
                    "(default: sqlite in --out)")
@@ -70,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from ..sweep import (
         Space,
         SweepConfig,
+        SweepInterrupted,
+        WorkersLost,
         check_storage,
         default_space,
         load_data,
@@ -99,19 +97,30 @@ def run(args: argparse.Namespace) -> int:
     space.check(dataset)
     space_output(space)
     trials = args.trials or (int(np.prod([len(v) for v in grid.values()])) if grid else 20)
-    out = writable_folder(args.out or f"runs/sweep-{args.preset or dataset_name(dataset)}")
-    storage = args.storage or f"sqlite:///{out.resolve() / 'study.db'}"
+    if args.storage:
+        check_storage(args.storage)  # before anything is made
     study = args.study or f"handprop-{args.preset or dataset_name(dataset)}"
-    config = SweepConfig(dataset=dataset, trials=trials, storage=storage, study=study,
-                         out=str(out), space=space, seed=args.seed, data_dir=args.data_dir,
+    config = SweepConfig(dataset=dataset, trials=trials, storage=args.storage or "", study=study,
+                         out="", space=space, seed=args.seed, data_dir=args.data_dir,
                          heartbeat=args.heartbeat, grid=grid, device=args.device,
                          label=_labels(args.label))
-    check_storage(storage)
     load_data(config)  # the data, read once before any study exists: a bad file is one line
+    out = writable_folder(args.out or f"runs/sweep-{args.preset or dataset_name(dataset)}")
+    config.out = str(out)
+    if not args.storage:
+        config.storage = f"sqlite:///{out.resolve() / 'study.db'}"
+        check_storage(config.storage)
     what = "continuing" if args.resume else "starting"
     print(f"{what} study {study!r}: {trials} trials of {space.source} on {dataset}, "
-          f"{args.workers} worker(s), storage {storage}", flush=True)
-    run_sweep(config, workers=args.workers, resume=args.resume)
+          f"{args.workers} worker(s), storage {config.storage}", flush=True)
+    try:
+        run_sweep(config, workers=args.workers, resume=args.resume)
+    except SweepInterrupted as exc:
+        print(f"handprop: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except WorkersLost as exc:
+        print(f"handprop: {exc}", file=sys.stderr)
+        return 1
     result = summarize(config, top=trials if grid is not None else 10)
     if grid is not None:
         from ..plotting import decision_regions, save_figure
