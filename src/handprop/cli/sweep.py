@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from ..sweep import max_workers
-from .common import UsageError, dataset_name, positive_int, seed, writable_folder
+from .common import UsageError, dataset_name, path, positive_int, seed, writable_folder
 
 
 def _vocabulary_help() -> str:
@@ -30,10 +30,10 @@ def add_parser(sub) -> None:
         "workers, on this machine (--workers) or on others (the same command with the same "
         "--storage and --study), share one study. Needs the [sweep] extra.",
         epilog=_vocabulary_help())
-    p.add_argument("--dataset", default="moons")
+    p.add_argument("--dataset", type=path, default="moons")
     p.add_argument("--label", default=None, metavar="COL[,COL...]",
                    help="the target columns of a CSV, as for handprop train")
-    p.add_argument("--space", default=None, metavar="SPACE.toml",
+    p.add_argument("--space", type=path, default=None, metavar="SPACE.toml",
                    help="the search space (default: the dataset's default space, see "
                    "docs/sweep.md)")
     p.add_argument("--preset", choices=("moons-capacity",), default=None,
@@ -49,13 +49,14 @@ def add_parser(sub) -> None:
                    help="sqlite:///FILE, postgresql://USER@HOST/DB or journal:FILE "
                    "(default: sqlite in --out)")
     p.add_argument("--study", default=None, help="study name (default handprop-DATASET)")
-    p.add_argument("--out", default=None, help="output folder (default runs/sweep-DATASET)")
+    p.add_argument("--out", type=path, default=None,
+                   help="output folder (default runs/sweep-DATASET)")
     p.add_argument("--resume", action="store_true", help="continue an existing study")
     p.add_argument("--heartbeat", type=positive_int, default=10,
                    help="seconds between a running trial's heartbeats; a trial silent for 3 "
                    "heartbeats is failed and retried (default 10)")
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", type=path, default=None)
     p.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="cpu (default), or cuda / cuda:N: every trial trains on that GPU")
     p.set_defaults(func=run)
