@@ -18,12 +18,14 @@ units = [layer["units"] for layer in state["network"]["layers"]]
 print(f"a run of {state['classes']} classes, units per layer {units}")
 seen = len(state["history"])
 for _ in range(6):
-    state = api.post(f"/api/runs/{key}/step", json={"steps": 500, "since": seen}).get_json()["state"]
+    reply = api.post(f"/api/runs/{key}/step", json={"steps": 500, "since": seen})
+    state = reply.get_json()["state"]
     new = state["history"]
     seen += len(new)
     last = new[-1]
     print(f"epoch {last['epoch']:>3}: train error {100 * last['train_error']:5.1f}%, "
           f"valid error {100 * last['valid_error']:5.1f}% ({len(new)} new records in the reply)")
 math = api.post(f"/api/runs/{key}/math", json={"x": 0.2, "y": -0.3, "label": 2}).get_json()
+verdict = "passed" if math["gradcheck"]["passed"] else "FAILED"
 print(f"the point (0.2, -0.3), label 2: o_s = {[round(p, 4) for p in math['o_s']]}, "
-      f"loss {math['loss']:.4f}, gradient check {'passed' if math['gradcheck']['passed'] else 'FAILED'}")
+      f"loss {math['loss']:.4f}, gradient check {verdict}")
