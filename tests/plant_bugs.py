@@ -140,7 +140,7 @@ MUTANTS = [
            "net, run = table.resolve(values, text=True)",
            "the playground trains with the CLI's defaults, not those the table gives it",
            "tests/test_parameters.py"),
-    Mutant("sweep-loses-the-moons-default", "sweep.py",
+    Mutant("sweep-loses-the-moons-default", "sweep/space.py",
            "    return parameters.resolve(values, context=context)",
            "    return parameters.resolve(values)",
            "a sweep on two moons trains with the defaults of other data",

@@ -386,24 +386,26 @@ def test_the_other_trials_complete_beside_a_diverging_one(tmp_path):
 
 def test_a_bug_in_a_trial_still_surfaces_as_one(tmp_path, monkeypatch):
     import handprop.sweep as sweep_module
+    from handprop.sweep import storage, workers  # the package's parts (sweep/)
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(sweep_module, "train_params", broken)
+    monkeypatch.setattr(workers, "train_params", broken)
     config = _config(tmp_path, {"epochs": {"value": 2}}, trials=2)
     with pytest.raises(ZeroDivisionError, match="a bug"):
         sweep_module.run_sweep(config)
     (trial,) = load(config.storage, "s").trials
     # failed, not taken for the trial's own failure: its slot is free again
     assert trial.state == optuna.trial.TrialState.FAIL and "error" not in trial.user_attrs
-    assert sweep_module._claimed(load(config.storage, "s")) == 0
+    assert storage._claimed(load(config.storage, "s")) == 0
 
 
 def _claim_all(url, name, barrier, results):
     import types
 
-    from handprop.sweep import BudgetLock, SweepConfig, _claim, make_storage
+    from handprop.sweep import BudgetLock, SweepConfig, make_storage
+    from handprop.sweep.workers import _claim
 
     config = SweepConfig(dataset="moons", trials=12, storage=url, study=name, out=".",
                          space=Space())
@@ -476,7 +478,8 @@ def test_a_trial_left_without_its_slot_is_failed_and_the_budget_kept(tmp_path):
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_a_running_trial_sends_heartbeats(tmp_path):
     # handprop runs its own loop, not Optuna's optimize: it sends them itself
-    from handprop.sweep import _Heartbeat, make_storage
+    from handprop.sweep import make_storage
+    from handprop.sweep.workers import _Heartbeat
 
     storage = make_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat=1)
     study = optuna.create_study(study_name="s", storage=storage)
