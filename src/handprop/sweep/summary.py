@@ -23,7 +23,6 @@ def summarize(config: SweepConfig, *, top: int = 10, out=sys.stdout) -> dict:
     """Print the best trials, draw Optuna's plots, retrain the best trial on
     train, save it, and report its test error (the only use of the test set)."""
     optuna = _optuna()
-    from ..plotting import save_figure
     from ..train.training import evaluate
 
     pair = space_output(config.space)
@@ -61,24 +60,7 @@ def summarize(config: SweepConfig, *, top: int = 10, out=sys.stdout) -> dict:
         print(f"| {t.number} | {shown(t.value)} | {t.user_attrs.get('epochs_run', '')} | "
               + " | ".join(values) + " |", file=out)
     folder = Path(config.out)
-    figures = []
-    import matplotlib
-
-    matplotlib.use("Agg")  # Optuna draws with pyplot; never open a window
-    from optuna.visualization import matplotlib as ovm
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Optuna's plots are "experimental" too
-        for name, plot in (("optimization_history", ovm.plot_optimization_history),
-                           ("param_importances", ovm.plot_param_importances)):
-            try:
-                ax = plot(study)
-            except (ValueError, RuntimeError, ZeroDivisionError) as exc:
-                print(f"({name} not drawn: {exc})", file=out)
-                continue
-            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
-            save_figure(fig, folder / f"{name}.png")
-            figures.append(str(folder / f"{name}.png"))
+    figures = _plots(study, folder, out)
     best = ranked[0]
     params = best.user_attrs["params"]
     data = load_data(config)
@@ -101,6 +83,32 @@ def summarize(config: SweepConfig, *, top: int = 10, out=sys.stdout) -> dict:
     if figures:
         print(f"wrote {', '.join(figures)}", file=out)
     return {"best": best, "worst": ranked[-1], "data": data, "test_error": test_measure}
+
+
+def _plots(study, folder: Path, out) -> list[str]:
+    """Optuna's optimization history and parameter importances, as PNG files
+    in ``folder``; a plot Optuna cannot draw is said so in a line."""
+    import matplotlib
+
+    from ..plotting import save_figure
+
+    matplotlib.use("Agg")  # Optuna draws with pyplot; never open a window
+    from optuna.visualization import matplotlib as ovm
+
+    figures = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's plots are "experimental" too
+        for name, plot in (("optimization_history", ovm.plot_optimization_history),
+                           ("param_importances", ovm.plot_param_importances)):
+            try:
+                ax = plot(study)
+            except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+                print(f"({name} not drawn: {exc})", file=out)
+                continue
+            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
+            save_figure(fig, folder / f"{name}.png")
+            figures.append(str(folder / f"{name}.png"))
+    return figures
 
 
 def _outcome(trial) -> str:
