@@ -233,6 +233,9 @@ def test_a_space_file_is_read(tmp_path):
     ("[lr]\nlow = 0.1\nhigh = 0.2\nstep = 0.01\n", r"line 4: lr has an unknown key 'step'"),
     ("[lr]\nvalue = 0.1\nchoices = [0.1]\n", "lr needs exactly one of value, choices"),
     ("epochs = \"ten\"\n", r"line 1: epochs = .ten.: epochs must be an integer >= 1"),
+    # the bad value's own line, not the line of the first parameter checked
+    ("epochs = 3\nlr = -1\n", r"line 2: lr = -1: lr must be a number > 0"),
+    ("epochs = 3\nhidden = { choices = [\"8\", \"0\"] }\n", r"line 2: hidden = .0.:"),
     ("lr = [\n", "not valid TOML"),
 ])
 def test_bad_space_files_name_the_line(tmp_path, text, message):

@@ -116,15 +116,20 @@ class Space:
     def check(self, dataset: str = "") -> None:
         """Every value the space can give, checked by the parameter table
         before any study is made: each dimension at its extremes, with the
-        others at their first value; a SpaceError names the line."""
-        base = {name: dim.extremes()[0] for name, dim in self.dims.items()}
-        for name, dim in self.dims.items():
-            for value in dim.extremes():
-                try:
-                    trial_values({**base, name: value}, context=_context(dataset))
-                except (TypeError, ValueError) as exc:
-                    where = self.where.get(name, self.source)
-                    raise SpaceError(f"{where}: {name} = {value!r}: {exc}"[:400]) from None
+        others at their first value; a SpaceError names the line. Each
+        dimension is first checked with the others at the table's defaults,
+        so that a bad value is named on its own line."""
+        context = _context(dataset)
+        firsts = {name: dim.extremes()[0] for name, dim in self.dims.items()}
+        shape = {name: firsts[name] for name in SHAPE_NAMES if name in firsts}
+        for base in ({}, firsts):
+            for name, dim in self.dims.items():
+                for value in dim.extremes():
+                    try:
+                        trial_values({**shape, **base, name: value}, context=context)
+                    except (TypeError, ValueError) as exc:
+                        where = self.where.get(name, self.source)
+                        raise SpaceError(f"{where}: {name} = {value!r}: {exc}"[:400]) from None
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> Space:
