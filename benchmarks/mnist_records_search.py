@@ -50,6 +50,8 @@ CANDIDATES = {
     "Q": ((2048, 2048), dict(ADAM, epochs=60, dropout=(0.0, 0.25), augment="elastic")),
     "R": ((1024, 1024, 1024), dict(ADAM, epochs=60, dropout=(0.0, 0.25),
                                    augment="affine,elastic")),
+    # P (the best of recipe 5's first round) four times as long
+    "S": ((1024, 1024, 1024), dict(ADAM, epochs=240, dropout=(0.0, 0.25), augment="elastic")),
 }
 
 
