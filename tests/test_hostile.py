@@ -414,14 +414,20 @@ def test_output_through_a_symlink_replaces_its_target(tmp_path):
     assert link.is_symlink() and target.read_text().startswith("prediction,p0,p1")
 
 
-def test_two_runs_into_one_folder(tmp_path):
-    out = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "handprop", "train", "--epochs", "100000",
-                              "--no-progress", "--out", str(out)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=_env())
+def _long_run_under_way(out: Path) -> subprocess.Popen:
+    """A ``train`` of 100,000 epochs into ``out``, once its first epoch is logged."""
+    proc = subprocess.Popen([sys.executable, "-m", "handprop", "train", "--epochs", "100000",
+                             "--no-progress", "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
     deadline = time.monotonic() + 60
     while not (out / "log.csv").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+    return proc
+
+
+def test_two_runs_into_one_folder(tmp_path):
+    out = tmp_path / "run"
+    first = _long_run_under_way(out)
     second = cli("train", "--epochs", "30", "--out", out)
     assert first.poll() is None  # the first was training all along
     first.send_signal(signal.SIGINT)
@@ -971,12 +977,7 @@ def test_a_full_disk_during_training_names_the_file(tmp_path):
 
 def test_sighup_stops_after_a_minibatch_with_a_checkpoint(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "handprop", "train", "--epochs", "100000",
-                             "--no-progress", "--out", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
-    deadline = time.monotonic() + 60
-    while not (out / "log.csv").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc = _long_run_under_way(out)
     time.sleep(0.3)
     proc.send_signal(signal.SIGHUP)  # the terminal closed
     _, stderr = proc.communicate(timeout=60)
