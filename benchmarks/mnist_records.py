@@ -1,20 +1,29 @@
-"""One hidden layer on MNIST against the published records.
+"""Multilayer perceptrons on MNIST against the published records.
 
 Trains each recipe below from a clean start on the 50,000 training images,
 checks the 10,000 validation images after every epoch, and reports the test
-error of the final epoch once, next to the published one-hidden-layer
-figures. The recipes' hyper-parameters were chosen on the validation set
-(docs/accuracy.md tells how); the test set never chose anything.
+error of the final epoch once, next to the published figures for nets of the
+same family (fully connected, no convolutions). The recipes'
+hyper-parameters were chosen on the validation set (docs/accuracy.md and
+mnist_records_search.py tell how); the test set never chose anything.
 
-    HANDPROP_DATA=../shared/data python benchmarks/mnist_records.py [--recipe 1 2 3]
+Each recipe's per-epoch log (train and valid figures, seconds) goes to
+results/mnist_records_recipe<N>.csv, and its row, with a SHA-256 digest of
+the trained parameters and the peak resident memory, to mnist_records.json.
+The same seed gives the same digest: --epochs N shortens the recipes to check
+that (two runs, one digest) and then writes no results.
+
+    HANDPROP_DATA=../shared/data python benchmarks/mnist_records.py [--recipe 1 2 3 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
+import resource
 import time
 from pathlib import Path
 
@@ -23,6 +32,7 @@ import numpy as np
 import handprop
 from handprop import MLP
 from handprop.data.datasets import load_mnist
+from handprop.files import write_text
 from handprop.train.training import evaluate, fit
 
 PUBLISHED = [
@@ -31,6 +41,10 @@ PUBLISHED = [
     ("Simard et al. 2003", "800 units, cross-entropy, no distortions", 1.6),
     ("Simard et al. 2003", "800 units, affine distortions", 1.1),
     ("Simard et al. 2003", "800 units, elastic distortions", 0.7),
+    ("Srivastava et al. 2014", "3 x 1024 ReLU units, dropout, max-norm", 1.06),
+    ("Srivastava et al. 2014", "2 x 8192 ReLU units, dropout, max-norm", 0.95),
+    ("Srivastava et al. 2014", "maxout, dropout", 0.94),
+    ("Ciresan et al. 2010", "2500-2000-1500-1000-500, elastic and affine distortions", 0.35),
 ]
 
 RECIPES = {
@@ -51,26 +65,48 @@ RECIPES = {
         "d_h": 256,
         "fit": dict(epochs=4, batch_size=100, lr=0.2, momentum=0.9, schedule="cosine"),
     },
+    5: {
+        "name": "deep, elastic distortions",
+        "d_h": (1024, 1024, 1024),
+        "fit": dict(epochs=300, batch_size=100, optimizer="adam", lr=1e-3, schedule="cosine",
+                    dropout=(0.0, 0.25), augment="elastic"),
+    },
 }
 
 
-def run(number: int, data) -> dict:
+def run(number: int, data, epochs: int | None = None, log_dir: Path | None = None) -> dict:
+    """Train recipe ``number`` from a clean start; its row of results.
+
+    ``epochs`` shortens the recipe (for the bit-for-bit check); ``log_dir``
+    receives the per-epoch log, mnist_records_recipe<number>.csv."""
     recipe = RECIPES[number]
+    settings = dict(recipe["fit"], **({"epochs": epochs} if epochs else {}))
     (X, y), valid, test = data
     net = MLP(784, recipe["d_h"], 10, dtype="float32", seed=0)
     t0 = time.perf_counter()
-    history = fit(net, X, y, valid=valid, seed=0, progress=False, **recipe["fit"])
+    history = fit(net, X, y, valid=valid, seed=0, progress=False, **settings)
     seconds = time.perf_counter() - t0
     test_error, _ = evaluate(net, *test)  # once, after training
+    digest = hashlib.sha256()
+    for name, array in sorted(net.params.items()):
+        digest.update(name.encode() + np.ascontiguousarray(array).tobytes())
+    epoch_seconds = history.column("seconds")
     row = {"recipe": number, "name": recipe["name"], "d_h": recipe["d_h"],
-           "settings": {k: list(v) if isinstance(v, tuple) else v
-                        for k, v in recipe["fit"].items()},
+           "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},
            "epochs": len(history), "valid_error": history[-1].valid_error,
            "best_valid_error": float(np.min(history.column("valid_error"))),
-           "test_error": test_error, "seconds": seconds}
+           "test_error": test_error, "seconds": seconds,
+           "median_epoch_seconds": float(np.median(epoch_seconds)),
+           # ru_maxrss is in KiB on Linux: the whole process, data included
+           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "sha256": digest.hexdigest()}
+    if log_dir is not None:
+        history.save_csv(log_dir / f"mnist_records_recipe{number}.csv")
     print(f"recipe {number} ({recipe['name']}): test error {100 * test_error:.2f}%, valid "
           f"error {100 * row['valid_error']:.2f}%, {row['epochs']} epochs, "
-          f"{_duration(seconds)}", flush=True)
+          f"{_duration(seconds)} ({row['median_epoch_seconds']:.1f} s per epoch), peak "
+          f"memory {row['peak_rss_mib']:.0f} MiB, parameters sha256 {row['sha256'][:16]}",
+          flush=True)
     return row
 
 
@@ -84,9 +120,17 @@ def main() -> None:
                         default=sorted(RECIPES))
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" /
                                              "mnist_records.json"))
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="shorten every recipe to this many epochs and write no results "
+                             "(to check that two runs give one digest)")
     args = parser.parse_args()
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
     data = load_mnist()
-    rows = [run(n, data) for n in args.recipe]
+    log_dir = None if args.epochs else Path(args.out).parent
+    rows = [run(n, data, args.epochs, log_dir) for n in args.recipe]
+    if args.epochs:
+        return
     # keep the other recipes' last results in the JSON file
     try:
         previous = {r["recipe"]: r for r in json.loads(Path(args.out).read_text())}
@@ -97,15 +141,15 @@ def main() -> None:
     print("| result | test error | valid error | epochs | wall time |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| handprop recipe {r['recipe']}: {r['name']}, d_h = {r['d_h']} | "
+        sizes = " x ".join(map(str, r["d_h"])) if isinstance(r["d_h"], list | tuple) else r["d_h"]
+        print(f"| handprop recipe {r['recipe']}: {r['name']}, d_h = {sizes} | "
               f"{100 * r['test_error']:.2f}% | {100 * r['valid_error']:.2f}% | {r['epochs']} | "
               f"{_duration(r['seconds'])} |")
     for who, what, error in PUBLISHED:
-        print(f"| {who}: {what} | {error:.1f}% | | | |")
+        print(f"| {who}: {what} | {error:.2f}% | | | |")
     print(f"\nhandprop {handprop.__version__}, numpy {np.__version__}, "
           f"{platform.machine()}, {os.cpu_count()} cores")
-    Path(args.out).write_text(json.dumps([previous[k] for k in sorted(previous)], indent=2)
-                              + "\n")
+    write_text(args.out, json.dumps([previous[k] for k in sorted(previous)], indent=2) + "\n")
     print(f"wrote {os.path.relpath(args.out)}")
 
 
