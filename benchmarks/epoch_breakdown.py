@@ -1,0 +1,138 @@
+"""Where an epoch's time goes on the CPU: matrix products, elementwise work,
+the optimizer, dropout masks and distortions, for one recipe's net.
+
+At recipe 5's settings by default (3 x 1024 ReLU units, K = 100, float32,
+Adam, hidden dropout 0.25, elastic distortions), it times each part of a
+minibatch in a loop of its own over an epoch's 500 minibatches:
+
+- the matrix products of the forward and backward passes alone, at the
+  net's shapes, into buffers (X W^T per layer; G^T h and G W per layer);
+- the whole forward and backward pass (``loss_and_gradients``): what it
+  takes beyond the products is the elementwise work (activations, their
+  derivatives, dropout's multiplications, softmax and its loss);
+- the optimizer's update of all parameters, and the dropout masks' draws;
+- the distortion of 100 images, which a background thread does while the
+  previous minibatch trains (it competes for the cores, it does not wait);
+
+then one whole training epoch (``Step.train_epoch``) and one whole ``fit``
+epoch, whose difference is the evaluation of train, valid and test figures.
+
+    HANDPROP_DATA=../shared/data python benchmarks/epoch_breakdown.py [--hidden 1024,1024,1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from handprop import MLP
+from handprop.core.network import loss_and_gradients
+from handprop.data.augment import Augmenter
+from handprop.data.datasets import load_mnist
+from handprop.train.optimizers import Adam
+from handprop.train.step import Step
+from handprop.train.training import fit
+
+K = 100
+
+
+def timed(f, n: int) -> float:
+    """Seconds for n calls of f, after two calls of warm-up."""
+    f()
+    f()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        f()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hidden", default="1024,1024,1024",
+                        help="hidden sizes, comma-separated (default 1024,1024,1024)")
+    args = parser.parse_args()
+    hidden = tuple(int(h) for h in args.hidden.split(","))
+    (X, y), valid, test = load_mnist()
+    n_batches = len(X) // K
+    net = MLP(784, hidden, 10, dtype="float32", seed=0)
+    augment = Augmenter("elastic")
+    step = Step(net, net.params, X, net.check_y(y, len(y)), optimizer=Adam(), batch_size=K,
+                dropout=(0.0, 0.25), rng=np.random.default_rng(0), augment=augment, seed=0,
+                host_X=X)
+    params, work = step.params, step.work
+    sizes = net.sizes
+    Xb, Tb = X[:K].copy(), net.check_y(y[:K], K)
+    mask_in, masks = step.masks.draw(K)
+
+    # the products alone, into buffers of the pass's shapes
+    acts = [np.empty((K, n), np.float32) for n in sizes]
+    acts[0][:] = Xb
+    grads_out = [np.empty((K, n), np.float32) for n in sizes]
+    dWs = [np.empty((sizes[l + 1], sizes[l]), np.float32) for l in range(len(sizes) - 1)]
+
+    def products():
+        for l in range(1, len(sizes)):
+            np.matmul(acts[l - 1], params[f"W{l}"].T, out=acts[l])
+        for l in range(len(sizes) - 1, 0, -1):
+            np.matmul(grads_out[l].T, acts[l - 1], out=dWs[l - 1])
+            if l > 1:
+                np.matmul(grads_out[l], params[f"W{l}"], out=grads_out[l - 1])
+
+    for g in grads_out:
+        g[:] = 0.001
+
+    def passes():
+        return loss_and_gradients(params, Xb, Tb, net.activation, net.pair, None, work=work,
+                                  masks=masks, penalty_value=False, stop_if_not_finite=True)
+
+    grads = passes().grads
+    adam = Adam()
+    rng = np.random.default_rng(1)
+    parts = {
+        "matrix products (forward and backward)": timed(products, n_batches),
+        "forward and backward pass, whole": timed(passes, n_batches),
+        "optimizer (Adam) update": timed(lambda: adam.step(params, grads, 0.0), n_batches),
+        "dropout masks": timed(lambda: step.masks.draw(K), n_batches),
+        "elastic distortions (background thread)":
+            timed(lambda: augment(X[:K], rng), n_batches),
+    }
+    flops = 6 * K * sum(sizes[l] * sizes[l + 1] for l in range(len(sizes) - 1)) * n_batches
+    net2 = MLP(784, hidden, 10, dtype="float32", seed=0)
+    step2 = Step(net2, net2.params, X, net2.check_y(y, len(y)), optimizer=Adam(), batch_size=K,
+                 dropout=(0.0, 0.25), rng=np.random.default_rng(0), augment=augment, seed=0,
+                 host_X=X)
+    with step2:
+        step2.start_epoch(1, np.random.default_rng(0).permutation(len(X)))
+        t0 = time.perf_counter()
+        step2.train_epoch(lambda b: 1e-3)
+        train_epoch = time.perf_counter() - t0
+    net3 = MLP(784, hidden, 10, dtype="float32", seed=0)
+    t0 = time.perf_counter()
+    fit(net3, X, y, valid=valid, test=test, epochs=1, optimizer="adam", lr=1e-3,
+        dropout=(0.0, 0.25), augment="elastic", progress=False, seed=0)
+    fit_epoch = time.perf_counter() - t0
+
+    print(f"d_h = {hidden}, K = {K}, float32, {n_batches} minibatches per epoch; "
+          f"seconds per epoch:")
+    print("| part | seconds per epoch | share of a training epoch |")
+    print("|---|---:|---:|")
+    products_s = parts["matrix products (forward and backward)"]
+    elementwise = parts["forward and backward pass, whole"] - products_s
+    rows = [("matrix products (forward and backward)", products_s),
+            ("elementwise work of the passes (the whole pass less its products)", elementwise),
+            ("optimizer (Adam) update", parts["optimizer (Adam) update"]),
+            ("dropout masks", parts["dropout masks"]),
+            ("elastic distortions (in a background thread)",
+             parts["elastic distortions (background thread)"]),
+            ("a whole training epoch (Step.train_epoch)", train_epoch),
+            ("a whole fit epoch, with train, valid and test figures", fit_epoch)]
+    for name, seconds in rows:
+        print(f"| {name} | {seconds:.2f} | {100 * seconds / train_epoch:.0f}% |")
+    print(f"\nthe products: {flops / 1e9:.0f} GFLOP per epoch, "
+          f"{flops / products_s / 1e9:.0f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
