@@ -6,7 +6,8 @@ Adam, hidden dropout 0.25, elastic distortions), it times each part of a
 minibatch in a loop of its own over an epoch's 500 minibatches:
 
 - the matrix products of the forward and backward passes alone, at the
-  net's shapes, into buffers (X W^T per layer; G^T h and G W per layer);
+  net's shapes, into buffers (X W^T per layer; G^T h per layer, and G W for
+  every layer but the first: the inputs need no delta);
 - the whole forward and backward pass (``loss_and_gradients``): what it
   takes beyond the products is the elementwise work (activations, their
   derivatives, dropout's multiplications, softmax and its loss);
@@ -14,8 +15,9 @@ minibatch in a loop of its own over an epoch's 500 minibatches:
 - the distortion of 100 images, which a background thread does while the
   previous minibatch trains (it competes for the cores, it does not wait);
 
-then one whole training epoch (``Step.train_epoch``) and one whole ``fit``
-epoch, whose difference is the evaluation of train, valid and test figures.
+then one whole training epoch (``Step.train_epoch``: its train figures are
+tallied from the minibatches) and one whole ``fit`` epoch, whose difference
+is fit's set-up and the evaluation of the validation and test sets.
 
     HANDPROP_DATA=../shared/data python benchmarks/epoch_breakdown.py [--hidden 1024,1024,1024]
 """
@@ -98,7 +100,9 @@ def main() -> None:
         "elastic distortions (background thread)":
             timed(lambda: augment(X[:K], rng), n_batches),
     }
-    flops = 6 * K * sum(sizes[l] * sizes[l + 1] for l in range(len(sizes) - 1)) * n_batches
+    # 2 K d_in d_out per product: forward, dW, and the delta below (none for the inputs)
+    flops = 2 * K * n_batches * (3 * sum(sizes[l] * sizes[l + 1] for l in range(len(sizes) - 1))
+                                 - sizes[0] * sizes[1])
     net2 = MLP(784, hidden, 10, dtype="float32", seed=0)
     step2 = Step(net2, net2.params, X, net2.check_y(y, len(y)), optimizer=Adam(), batch_size=K,
                  dropout=(0.0, 0.25), rng=np.random.default_rng(0), augment=augment, seed=0,
@@ -110,7 +114,7 @@ def main() -> None:
         train_epoch = time.perf_counter() - t0
     net3 = MLP(784, hidden, 10, dtype="float32", seed=0)
     t0 = time.perf_counter()
-    fit(net3, X, y, valid=valid, test=test, epochs=1, optimizer="adam", lr=1e-3,
+    fit(net3, X, y, valid=valid, test=test, epochs=1, batch_size=K, optimizer="adam", lr=1e-3,
         dropout=(0.0, 0.25), augment="elastic", progress=False, seed=0)
     fit_epoch = time.perf_counter() - t0
 
@@ -127,7 +131,7 @@ def main() -> None:
             ("elastic distortions (in a background thread)",
              parts["elastic distortions (background thread)"]),
             ("a whole training epoch (Step.train_epoch)", train_epoch),
-            ("a whole fit epoch, with train, valid and test figures", fit_epoch)]
+            ("a whole fit epoch: set-up, training, valid and test figures", fit_epoch)]
     for name, seconds in rows:
         print(f"| {name} | {seconds:.2f} | {100 * seconds / train_epoch:.0f}% |")
     print(f"\nthe products: {flops / 1e9:.0f} GFLOP per epoch, "
