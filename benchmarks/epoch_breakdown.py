@@ -58,11 +58,16 @@ def main() -> None:
     hidden = tuple(int(h) for h in args.hidden.split(","))
     (X, y), valid, test = load_mnist()
     n_batches = len(X) // K
-    net = MLP(784, hidden, 10, dtype="float32", seed=0)
     augment = Augmenter("elastic")
-    step = Step(net, net.params, X, net.check_y(y, len(y)), optimizer=Adam(), batch_size=K,
-                dropout=(0.0, 0.25), rng=np.random.default_rng(0), augment=augment, seed=0,
-                host_X=X)
+
+    def new_step() -> tuple[MLP, Step]:
+        """A fresh net of these sizes and its training step at recipe 5's settings."""
+        net = MLP(784, hidden, 10, dtype="float32", seed=0)
+        return net, Step(net, net.params, X, net.check_y(y, len(y)), optimizer=Adam(),
+                         batch_size=K, dropout=(0.0, 0.25), rng=np.random.default_rng(0),
+                         augment=augment, seed=0, host_X=X)
+
+    net, step = new_step()
     params, work = step.params, step.work
     sizes = net.sizes
     Xb, Tb = X[:K].copy(), net.check_y(y[:K], K)
@@ -103,10 +108,7 @@ def main() -> None:
     # 2 K d_in d_out per product: forward, dW, and the delta below (none for the inputs)
     flops = 2 * K * n_batches * (3 * sum(sizes[l] * sizes[l + 1] for l in range(len(sizes) - 1))
                                  - sizes[0] * sizes[1])
-    net2 = MLP(784, hidden, 10, dtype="float32", seed=0)
-    step2 = Step(net2, net2.params, X, net2.check_y(y, len(y)), optimizer=Adam(), batch_size=K,
-                 dropout=(0.0, 0.25), rng=np.random.default_rng(0), augment=augment, seed=0,
-                 host_X=X)
+    _, step2 = new_step()
     with step2:
         step2.start_epoch(1, np.random.default_rng(0).permutation(len(X)))
         t0 = time.perf_counter()

@@ -318,8 +318,9 @@ def test_a_checkpoint_written_by_handprop_0_2_resumes_as_a_straight_run(tmp_path
     # epoch 1 is the checkpoint's own record, read back, not trained again
     assert history[0].seconds == stored_seconds != expected[0].seconds
     for got, want in zip(history, expected, strict=True):
-        # the errors count examples (of 20,000 and 200): equal
-        assert (got.train_error, got.valid_error) == (want.train_error, want.valid_error)
+        # the errors count examples (of 20,000 and 200): equal, as the epochs and rates
+        assert (got.epoch, got.lr, got.train_error, got.valid_error) == (
+            want.epoch, want.lr, want.train_error, want.valid_error)
         np.testing.assert_allclose([got.train_loss, got.valid_loss],
                                    [want.train_loss, want.valid_loss], rtol=1e-9)
         assert math.isnan(got.test_error) and math.isnan(got.test_loss)  # no test set given
