@@ -27,6 +27,36 @@ def test_adam_matches_its_closed_form(rng):
     assert adam.t == 5
 
 
+def test_adam_in_blocks_is_the_whole_array_update_to_the_bit(rng):
+    # The CPU update runs block by block (to stay in cache): arrays larger
+    # than a few blocks, of a size no multiple of the block, one of them in
+    # Fortran order (updated whole), give exactly the whole-array update.
+    from handprop.train import optimizers
+    shapes = {"W1": (301, 517), "W2": (3 * optimizers._BLOCK + 7,), "b": (5,)}
+    params = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
+    params["WF"] = np.asfortranarray(rng.normal(size=(400, 300)).astype(np.float32))
+    expected = {k: p.copy() for k, p in params.items()}
+    m = {k: np.zeros_like(p) for k, p in params.items()}
+    v = {k: np.zeros_like(p) for k, p in params.items()}
+    lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-8
+    adam = Adam(b1, b2, eps)
+    for t in range(1, 4):
+        grads = {k: rng.normal(size=p.shape).astype(np.float32) for k, p in params.items()}
+        adam.step(params, grads, lr)
+        lr_t = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
+        for k, g in grads.items():
+            # the same operations, each rounded to float32 as the step does
+            m[k] *= b1
+            m[k] += g * (1 - b1)
+            v[k] *= b2
+            v[k] += np.square(g) * (1 - b2)
+            update = m[k] / (np.sqrt(v[k]) + eps)
+            update *= lr_t  # a float64 scalar: multiplied in float64, rounded once
+            expected[k] -= update
+        for k in params:
+            assert np.array_equal(params[k], expected[k]), k
+
+
 def test_adam_first_step_moves_each_weight_by_about_lr(rng):
     # with bias correction the first step is lr * g / |g| = lr * sign(g)
     p = {"W": np.zeros((3, 3))}

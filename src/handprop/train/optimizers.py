@@ -199,18 +199,8 @@ class Adam:
                 self.v[name] = xp.zeros_like(p)
                 self._scratch[name] = xp.empty_like(p)
             m, v, s = self.m[name], self.v[name], self._scratch[name]
-            m *= b1
-            xp.multiply(g, 1 - b1, out=s)
-            m += s
-            v *= b2
-            xp.square(g, out=s)
-            s *= 1 - b2
-            v += s
-            xp.sqrt(v, out=s)
-            s += self.epsilon
-            xp.divide(m, s, out=s)
-            s *= lr_t
-            p -= s
+            for blocks in _blocks(xp, p, g, m, v, s):
+                _adam_update(xp, *blocks, b1, b2, self.epsilon, lr_t)
 
     def state_spec(self, shapes: dict[str, tuple]) -> dict[str, tuple | None]:
         """The arrays of :meth:`state`, by name, with their shapes for
@@ -251,6 +241,45 @@ class Adam:
     def config(self) -> dict:
         return {"optimizer": self.name, "beta1": self.beta1, "beta2": self.beta2,
                 "epsilon": self.epsilon}
+
+
+# Elements per block of an update on the CPU: the few arrays of one block
+# (4 bytes an element in float32, 8 in float64) stay in the core's cache while
+# the update's passes run over them, instead of streaming each whole array
+# from memory for each pass. The passes are the same elementwise operations
+# in the same order, so the result is the same to the bit.
+_BLOCK = 32768
+
+
+def _blocks(xp, *arrays):
+    """Tuples of views of ``arrays`` (all of one shape, C-contiguous), a block
+    of ``_BLOCK`` elements at a time; the arrays whole where they are small,
+    not contiguous or not NumPy's (a GPU runs a pass over a whole array
+    faster than many small ones)."""
+    size = arrays[0].size
+    if xp is not np or size <= 2 * _BLOCK or not all(a.flags.c_contiguous for a in arrays):
+        yield arrays
+        return
+    flat = [a.reshape(-1) for a in arrays]
+    for start in range(0, size, _BLOCK):
+        yield tuple(f[start:start + _BLOCK] for f in flat)
+
+
+def _adam_update(xp, p, g, m, v, s, b1, b2, epsilon, lr_t):
+    """One Adam update of ``p`` in place, without temporaries; ``s`` is
+    scratch. All arrays of one shape."""
+    m *= b1
+    xp.multiply(g, 1 - b1, out=s)
+    m += s
+    v *= b2
+    xp.square(g, out=s)
+    s *= 1 - b2
+    v += s
+    xp.sqrt(v, out=s)
+    s += epsilon
+    xp.divide(m, s, out=s)
+    s *= lr_t
+    p -= s
 
 
 def _step_count(arrays: dict, steps: int | None, *, required: bool = False) -> int:
