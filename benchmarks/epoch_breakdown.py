@@ -1,9 +1,10 @@
 """Where an epoch's time goes on the CPU: matrix products, elementwise work,
 the optimizer, dropout masks and distortions, for one recipe's net.
 
-At recipe 5's settings by default (3 x 1024 ReLU units, K = 100, float32,
-Adam, hidden dropout 0.25, elastic distortions), it times each part of a
-minibatch in a loop of its own over an epoch's 500 minibatches:
+At the settings of a recipe of mnist_records.py (by default recipe 5: 3 x 1024
+ReLU units, K = 100, float32, Adam, hidden dropout 0.25, elastic
+distortions), it times each part of a minibatch in a loop of its own over an
+epoch's 500 minibatches:
 
 - the matrix products of the forward and backward passes alone, at the
   net's shapes, into buffers (X W^T per layer; G^T h per layer, and G W for
@@ -11,21 +12,25 @@ minibatch in a loop of its own over an epoch's 500 minibatches:
 - the whole forward and backward pass (``loss_and_gradients``): what it
   takes beyond the products is the elementwise work (activations, their
   derivatives, dropout's multiplications, softmax and its loss);
-- the optimizer's update of all parameters, and the dropout masks' draws;
-- the distortion of 100 images, which a background thread does while the
-  previous minibatch trains (it competes for the cores, it does not wait);
+- the optimizer's update of all parameters, the dropout masks' draws and,
+  with input dropout, the masking of the inputs;
+- the distortion of 100 images (for a recipe with distortions), which a
+  background thread does while the previous minibatch trains (it competes
+  for the cores, it does not wait);
 
 then one whole training epoch (``Step.train_epoch``: its train figures are
 tallied from the minibatches) and one whole ``fit`` epoch, whose difference
 is fit's set-up and the evaluation of the validation and test sets.
 
-    HANDPROP_DATA=../shared/data python benchmarks/epoch_breakdown.py [--hidden 1024,1024,1024]
+    HANDPROP_DATA=../shared/data python benchmarks/epoch_breakdown.py [--recipe 4|5]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -37,7 +42,8 @@ from handprop.train.optimizers import Adam
 from handprop.train.step import Step
 from handprop.train.training import fit
 
-K = 100
+sys.path.insert(0, str(Path(__file__).parent))
+from mnist_records import RECIPES  # noqa: E402
 
 
 def timed(f, n: int) -> float:
@@ -52,19 +58,23 @@ def timed(f, n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hidden", default="1024,1024,1024",
-                        help="hidden sizes, comma-separated (default 1024,1024,1024)")
+    parser.add_argument("--recipe", type=int, default=5,
+                        choices=[n for n, r in RECIPES.items() if r["fit"]["optimizer"] == "adam"],
+                        help="the recipe whose net and settings are timed (default 5)")
     args = parser.parse_args()
-    hidden = tuple(int(h) for h in args.hidden.split(","))
+    recipe = RECIPES[args.recipe]
+    hidden = recipe["d_h"] if isinstance(recipe["d_h"], tuple) else (recipe["d_h"],)
+    settings = recipe["fit"]
+    K, dropout, kinds = settings["batch_size"], settings["dropout"], settings.get("augment")
     (X, y), valid, test = load_mnist()
     n_batches = len(X) // K
-    augment = Augmenter("elastic")
+    augment = Augmenter(kinds) if kinds else None
 
     def new_step() -> tuple[MLP, Step]:
-        """A fresh net of these sizes and its training step at recipe 5's settings."""
+        """A fresh net of the recipe's sizes and its training step at its settings."""
         net = MLP(784, hidden, 10, dtype="float32", seed=0)
         return net, Step(net, net.params, X, net.check_y(y, len(y)), optimizer=Adam(),
-                         batch_size=K, dropout=(0.0, 0.25), rng=np.random.default_rng(0),
+                         batch_size=K, dropout=dropout, rng=np.random.default_rng(0),
                          augment=augment, seed=0, host_X=X)
 
     net, step = new_step()
@@ -97,14 +107,21 @@ def main() -> None:
     grads = passes().grads
     adam = Adam()
     rng = np.random.default_rng(1)
+    masked = np.empty_like(Xb)
+
+    def draw_masks():
+        mask_in, _ = step.masks.draw(K)
+        if mask_in is not None:
+            np.multiply(Xb, mask_in, out=masked)
+
     parts = {
         "matrix products (forward and backward)": timed(products, n_batches),
         "forward and backward pass, whole": timed(passes, n_batches),
         "optimizer (Adam) update": timed(lambda: adam.step(params, grads, 0.0), n_batches),
-        "dropout masks": timed(lambda: step.masks.draw(K), n_batches),
-        "elastic distortions (background thread)":
-            timed(lambda: augment(X[:K], rng), n_batches),
+        "dropout masks": timed(draw_masks, n_batches),
     }
+    if augment is not None:
+        parts["distortions (background thread)"] = timed(lambda: augment(X[:K], rng), n_batches)
     # 2 K d_in d_out per product: forward, dW, and the delta below (none for the inputs)
     flops = 2 * K * n_batches * (3 * sum(sizes[l] * sizes[l + 1] for l in range(len(sizes) - 1))
                                  - sizes[0] * sizes[1])
@@ -116,11 +133,12 @@ def main() -> None:
         train_epoch = time.perf_counter() - t0
     net3 = MLP(784, hidden, 10, dtype="float32", seed=0)
     t0 = time.perf_counter()
-    fit(net3, X, y, valid=valid, test=test, epochs=1, batch_size=K, optimizer="adam", lr=1e-3,
-        dropout=(0.0, 0.25), augment="elastic", progress=False, seed=0)
+    fit(net3, X, y, valid=valid, test=test, progress=False, seed=0,
+        **dict(settings, epochs=1))
     fit_epoch = time.perf_counter() - t0
 
-    print(f"d_h = {hidden}, K = {K}, float32, {n_batches} minibatches per epoch; "
+    print(f"recipe {args.recipe}: d_h = {hidden}, K = {K}, float32, dropout {dropout}, "
+          f"distortions: {kinds or 'none'}; {n_batches} minibatches per epoch; "
           f"seconds per epoch:")
     print("| part | seconds per epoch | share of a training epoch |")
     print("|---|---:|---:|")
@@ -129,11 +147,13 @@ def main() -> None:
     rows = [("matrix products (forward and backward)", products_s),
             ("elementwise work of the passes (the whole pass less its products)", elementwise),
             ("optimizer (Adam) update", parts["optimizer (Adam) update"]),
-            ("dropout masks", parts["dropout masks"]),
-            ("elastic distortions (in a background thread)",
-             parts["elastic distortions (background thread)"]),
-            ("a whole training epoch (Step.train_epoch)", train_epoch),
-            ("a whole fit epoch: set-up, training, valid and test figures", fit_epoch)]
+            ("dropout masks" + (" and the inputs' masking" if dropout[0] else ""),
+             parts["dropout masks"])]
+    if augment is not None:
+        rows.append((f"{kinds} distortions (in a background thread)",
+                     parts["distortions (background thread)"]))
+    rows += [("a whole training epoch (Step.train_epoch)", train_epoch),
+             ("a whole fit epoch: set-up, training, valid and test figures", fit_epoch)]
     for name, seconds in rows:
         print(f"| {name} | {seconds:.2f} | {100 * seconds / train_epoch:.0f}% |")
     print(f"\nthe products: {flops / 1e9:.0f} GFLOP per epoch, "
