@@ -58,8 +58,8 @@ def timed(f, n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipe", type=int, default=5,
-                        choices=[n for n, r in RECIPES.items() if r["fit"]["optimizer"] == "adam"],
+    adam_recipes = [n for n, r in RECIPES.items() if r["fit"].get("optimizer") == "adam"]
+    parser.add_argument("--recipe", type=int, default=5, choices=adam_recipes,
                         help="the recipe whose net and settings are timed (default 5)")
     args = parser.parse_args()
     recipe = RECIPES[args.recipe]

@@ -27,25 +27,28 @@ def test_adam_matches_its_closed_form(rng):
     assert adam.t == 5
 
 
-def test_adam_in_blocks_is_the_whole_array_update_to_the_bit(rng):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_in_blocks_is_the_whole_array_update_to_the_bit(rng, dtype):
     # The CPU update runs block by block (to stay in cache): arrays larger
     # than a few blocks, of a size no multiple of the block, one of them in
     # Fortran order (updated whole), give exactly the whole-array update.
     from handprop.train import optimizers
     shapes = {"W1": (301, 517), "W2": (3 * optimizers._BLOCK + 7,), "b": (5,)}
-    params = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
-    params["WF"] = np.asfortranarray(rng.normal(size=(400, 300)).astype(np.float32))
+    params = {k: rng.normal(size=s).astype(dtype) for k, s in shapes.items()}
+    params["WF"] = np.asfortranarray(rng.normal(size=(400, 300)).astype(dtype))
+    blocks = {k: len(list(optimizers._blocks(np, p, p))) for k, p in params.items()}
+    assert blocks == {"W1": 5, "W2": 4, "b": 1, "WF": 1}
     expected = {k: p.copy() for k, p in params.items()}
     m = {k: np.zeros_like(p) for k, p in params.items()}
     v = {k: np.zeros_like(p) for k, p in params.items()}
     lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-8
     adam = Adam(b1, b2, eps)
     for t in range(1, 4):
-        grads = {k: rng.normal(size=p.shape).astype(np.float32) for k, p in params.items()}
+        grads = {k: rng.normal(size=p.shape).astype(dtype) for k, p in params.items()}
         adam.step(params, grads, lr)
         lr_t = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
         for k, g in grads.items():
-            # the same operations, each rounded to float32 as the step does
+            # the same operations, each rounded to the dtype as the step does
             m[k] *= b1
             m[k] += g * (1 - b1)
             v[k] *= b2

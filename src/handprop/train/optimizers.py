@@ -243,21 +243,23 @@ class Adam:
                 "epsilon": self.epsilon}
 
 
-# Elements per block of an update on the CPU: the few arrays of one block
-# (4 bytes an element in float32, 8 in float64) stay in the core's cache while
-# the update's passes run over them, instead of streaming each whole array
-# from memory for each pass. The passes are the same elementwise operations
-# in the same order, so the result is the same to the bit.
+# Elements per block of an update on the CPU: the five arrays of one block
+# (640 KiB in float32) stay in the core's L2 cache while the update's passes
+# run over them, instead of streaming each whole array from memory for each
+# pass. The passes are the same elementwise operations in the same order, so
+# the result is the same to the bit.
 _BLOCK = 32768
 
 
 def _blocks(xp, *arrays):
-    """Tuples of views of ``arrays`` (all of one shape, C-contiguous), a block
-    of ``_BLOCK`` elements at a time; the arrays whole where they are small,
-    not contiguous or not NumPy's (a GPU runs a pass over a whole array
-    faster than many small ones)."""
+    """Tuples of views of ``arrays``, a block of ``_BLOCK`` elements of each
+    at a time, where all are C-contiguous NumPy arrays of one shape with more
+    than 2 ``_BLOCK`` elements; else the arrays whole, in one tuple (a GPU
+    runs a pass over a whole array faster than many small ones, and arrays of
+    other shapes keep NumPy's broadcasting and its errors)."""
     size = arrays[0].size
-    if xp is not np or size <= 2 * _BLOCK or not all(a.flags.c_contiguous for a in arrays):
+    if (xp is not np or size <= 2 * _BLOCK
+            or any(a.shape != arrays[0].shape or not a.flags.c_contiguous for a in arrays)):
         yield arrays
         return
     flat = [a.reshape(-1) for a in arrays]
