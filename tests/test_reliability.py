@@ -153,6 +153,47 @@ def test_signal_writes_a_checkpoint_and_says_how_to_resume(tmp_path, data, refer
     assert_same(out, reference)
 
 
+def _signal_self(signum, guard):
+    """Send ``signum`` to this process and wait until ``guard`` has it."""
+    os.kill(os.getpid(), signum)
+    deadline = time.monotonic() + 10
+    while guard.signum is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert guard.signum == signum
+
+
+def test_a_signal_caught_before_fit_began_stops_fit(tmp_path):
+    # A sweep's worker holds a guard, and fit its own: a SIGTERM between the
+    # worker's last look and fit's start was lost, and the trial trained to
+    # its end (a sweep's test saw a worker train on for a minute, under load).
+    net = MLP(2, 8, 2, seed=0)
+    (X, y), valid, _ = moons_splits()
+    with checkpoint.SignalGuard() as outer:
+        _signal_self(signal.SIGTERM, outer)
+        with pytest.raises(checkpoint.Interrupted) as caught:
+            fit(net, X, y, valid=valid, epochs=50, batch_size=10, progress=False,
+                checkpoint=tmp_path)
+        assert caught.value.signum == signal.SIGTERM
+        assert checkpoint.load(tmp_path)[1]["epoch"] == 0  # after its first minibatch
+
+
+def test_a_signal_fit_catches_in_its_last_epoch_is_the_callers_too():
+    # fit ends its last epoch as usual, and the caller's guard has the signal
+    # (the worker then stops instead of starting another trial)
+    net = MLP(2, 8, 2, seed=0)
+    (X, y), valid, _ = moons_splits()
+    with checkpoint.SignalGuard() as outer:
+        def on_epoch(record):
+            if record.epoch == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)  # the handler runs in this thread, at once
+
+        history = fit(net, X, y, valid=valid, epochs=3, batch_size=50, progress=False,
+                      on_epoch=on_epoch)
+        assert len(history) == 3
+        assert outer.signum == signal.SIGTERM
+
+
 @pytest.mark.slow
 def test_a_second_sigint_exits_at_once_and_keeps_the_checkpoint(tmp_path, data):
     out = tmp_path / "run"

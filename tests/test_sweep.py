@@ -404,6 +404,29 @@ def test_a_bug_in_a_trial_still_surfaces_as_one(tmp_path, monkeypatch):
     assert storage._claimed(load(config.storage, "s")) == 0
 
 
+def test_a_signal_just_before_a_trial_trains_interrupts_it(tmp_path, monkeypatch):
+    # SIGTERM after the worker's last look and before the trial's fit began
+    # was lost: the trial trained to its end (a minute and more under load,
+    # where the test above timed out), then the worker stopped
+    from handprop.sweep import SweepInterrupted, run_sweep, workers
+
+    real = workers.train_params
+
+    def signalled_first(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the worker's handler runs in this thread, at once
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(workers, "train_params", signalled_first)
+    config = _config(tmp_path, {"epochs": {"value": 500}, "hidden": {"value": 4}}, trials=2)
+    with pytest.raises(SweepInterrupted):
+        run_sweep(config)
+    trials = load(config.storage, "s").trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL,
+                                         optuna.trial.TrialState.WAITING]
+    assert trials[0].user_attrs["interrupted"] == "SIGTERM"
+
+
 def _claim_all(url, name, barrier, results):
     import types
 

@@ -165,6 +165,11 @@ class SignalGuard:
     (KeyboardInterrupt for SIGINT, exit status 128 + the signal's number for
     the others: 143 for SIGTERM, 129 for SIGHUP). Outside the main thread,
     where handlers cannot be set, it does nothing.
+
+    Guards nest (a sweep's worker holds one, and each trial's ``fit`` its
+    own): an inner guard starts with the signal its outer guard has already
+    caught, and a signal it catches is the outer guard's too, so that none is
+    lost between the two, whenever it comes.
     """
 
     #: Ctrl-C, kill, and the terminal closed (SIGHUP: where it exists).
@@ -174,10 +179,13 @@ class SignalGuard:
     def __init__(self) -> None:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
+        self._outer: SignalGuard | None = None
 
     def _handle(self, signum, frame) -> None:
         if self.signum is None:
             self.signum = signum
+            if self._outer is not None and self._outer.signum is None:
+                self._outer.signum = signum
             return
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
@@ -187,9 +195,15 @@ class SignalGuard:
         if threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
                 self._previous[s] = signal.signal(s, self._handle)
+                outer = getattr(self._previous[s], "__self__", None)
+                if isinstance(outer, SignalGuard) and outer is not self:
+                    self._outer = outer
+            if self._outer is not None and self.signum is None:
+                self.signum = self._outer.signum  # caught before this guard began
         return self
 
     def __exit__(self, *exc) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous.clear()
+        self._outer = None
