@@ -55,9 +55,10 @@ CANDIDATES = {
     # L (the best of recipe 4's first round) five times as long: 300 epochs, the
     # most that fit in two hours on 2 cores at its 20 s an epoch
     "T": ((2048, 2048), dict(ADAM, epochs=300)),
-    # recipe 5 as first run (S at 300 epochs) made half as wide again: wider layers
-    # gained on validation for one layer (J against I) and without distortions (L
-    # against K); 280 epochs, the most that fit in two hours at its 23 s an epoch
+    # recipe 5 (S at 300 epochs) made half as wide again: wider layers had gained on
+    # validation for one layer (J against I, which J also outran) and without
+    # distortions (L against K, one layer fewer); 280 epochs, the most that fit in two
+    # hours at the 23 s an epoch of a two-epoch probe (the run's median was 26 s)
     "U": ((1536, 1536, 1536), dict(ADAM, epochs=280, dropout=(0.0, 0.25), augment="elastic")),
 }
 
