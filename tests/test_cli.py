@@ -343,3 +343,15 @@ def test_out_of_memory_hints_name_the_commands_options(monkeypatch, capsys, comm
     assert cli.main(command) == 2
     assert capsys.readouterr().err == (f"handprop: error: out of memory (Unable to allocate "
                                        f"9.00 GiB); {hint}\n")
+
+
+def test_train_on_mnist_full_trains_on_60000_images(tmp_path):
+    r = run("train", "--dataset", "mnist-full", "--hidden", "4", "--epochs", "1", "--no-progress",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("mnist-full: 60000 train, 10000 valid, 10000 test examples")
+    run_folder = tmp_path / "runs" / "mnist-full"  # the default --out names the data set
+    assert (run_folder / "model.npz").exists()
+    r = run("evaluate", str(run_folder / "model.npz"), "--split", "train", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "60000" in r.stdout, r.stdout  # the model's own data set, read back by name

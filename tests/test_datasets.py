@@ -64,6 +64,18 @@ def test_mnist_valid_is_the_last_10000_training_images(mnist):
     assert np.array_equal(mnist[1][1], labels[50000:])
 
 
+def test_mnist_full_trains_on_all_60000_training_images(mnist):
+    (Xtr, ytr), (Xva, yva), (Xte, yte) = load_dataset("mnist-full")
+    assert Xtr.shape == (60000, 784) and ytr.shape == (60000,)
+    assert Xtr.dtype == np.float32 and ytr.dtype == np.int64
+    # the official order: the 50,000 training images, then the 10,000 validation ones
+    assert np.array_equal(Xtr[:50000], mnist[0][0]) and np.array_equal(ytr[:50000], mnist[0][1])
+    assert np.array_equal(Xtr[50000:], mnist[1][0]) and np.array_equal(ytr[50000:], mnist[1][1])
+    # the validation set is kept (seen in training now), the test set untouched
+    assert np.array_equal(Xva, mnist[1][0]) and np.array_equal(yva, mnist[1][1])
+    assert np.array_equal(Xte, mnist[2][0]) and np.array_equal(yte, mnist[2][1])
+
+
 def test_mnist_data_root_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("HANDPROP_DATA", str(tmp_path))
     assert datasets.data_home() == tmp_path

@@ -43,7 +43,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "writes OUT/log.csv, OUT/model.npz and OUT/curves.png. With no arguments it trains "
         "on two moons.")
     p.add_argument("--dataset", type=path, default=None,
-                   help="moons, moons-small, mnist, or a FILE.csv / FILE.npz / moons FILE.txt, "
+                   help="moons, moons-small, mnist, mnist-full (MNIST trained on its 10,000 "
+                   "validation images too, for a last fit once settings are chosen), or a FILE.csv / FILE.npz / moons FILE.txt, "
                    "split 80/10/10 (an NPZ of X_train, y_train, X_valid, y_valid, X_test and "
                    "y_test is used as it is split; default moons)")
     p.add_argument("--label", default=None, metavar="COL[,COL...]",

@@ -727,11 +727,36 @@ def load_mnist(
     return train, valid, test
 
 
+def mnist_full(splits):
+    """MNIST's splits as :func:`load_mnist` returns them, with the
+    validation images added to the training set: for a last fit on all
+    60,000 official training images, once the settings are chosen on the
+    validation set.
+
+    Returns
+    -------
+    ((X_train, y_train), (X_valid, y_valid), (X_test, y_test)): X_train of
+    shape (60000, 784), the 50,000 training images then the 10,000
+    validation ones, in the official order; the validation and test sets as
+    given. The validation images are then seen in training: their error is
+    no longer held out, and choosing anything on it is choosing on the
+    training set.
+    """
+    (X_train, y_train), valid, test = splits
+    train = (np.concatenate([X_train, valid[0]]), np.concatenate([y_train, valid[1]]))
+    return train, valid, test
+
+
+#: The data sets known by name, not by a file's suffix.
+BUILT_IN = ("moons", "moons-small", "mnist", "mnist-full")
+
+
 def load_dataset(name: str, *, data_dir=None, seed: int = 0, label=None,
                  classes: bool = True):
     """Train, valid and test sets by name: ``moons`` (600 / 200 / 200 points,
     noise 0.2), ``moons-small`` (200 / 200 / 200, noise 0.25, where capacity
-    shows), ``mnist``, a ``.csv``, a ``.npz`` or a two-moons ``.txt`` file
+    shows), ``mnist``, ``mnist-full`` (MNIST trained on its validation
+    images too: :func:`mnist_full`), a ``.csv``, a ``.npz`` or a two-moons ``.txt`` file
     (files are split 80/10/10 with ``seed``; an .npz of X_train, y_train,
     X_valid, y_valid, X_test and y_test is used as it is split).
 
@@ -744,7 +769,7 @@ def load_dataset(name: str, *, data_dir=None, seed: int = 0, label=None,
     -------
     ((X_train, y_train), (X_valid, y_valid), (X_test, y_test))
     """
-    suffix = Path(name).suffix.lower() if name not in ("moons", "moons-small", "mnist") else ""
+    suffix = Path(name).suffix.lower() if name not in BUILT_IN else ""
     if label is not None and suffix != ".csv":
         raise DataError(f"a label column is chosen in a CSV file, not in {name}")
     if name == "moons":
@@ -753,6 +778,8 @@ def load_dataset(name: str, *, data_dir=None, seed: int = 0, label=None,
         return moons_splits(n_train=200, noise=0.25, seed=seed)
     if name == "mnist":
         return load_mnist(data_dir)
+    if name == "mnist-full":
+        return mnist_full(load_mnist(data_dir))
     if suffix == ".csv":
         X, y = load_csv(name, label, classes=classes)
     elif suffix == ".npz":
@@ -762,6 +789,7 @@ def load_dataset(name: str, *, data_dir=None, seed: int = 0, label=None,
     elif suffix == ".txt":
         X, y = load_moons_txt(name)
     else:
-        raise DataError(f"unknown dataset {name!r}: expected moons, moons-small, mnist, or a "
+        raise DataError(f"unknown dataset {name!r}: expected moons, moons-small, mnist, "
+                        f"mnist-full, or a "
                         f".csv, .npz or .txt file")
     return split(X, y, seed=seed)
