@@ -355,3 +355,15 @@ def test_train_on_mnist_full_trains_on_60000_images(tmp_path):
     r = run("evaluate", str(run_folder / "model.npz"), "--split", "train", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "60000" in r.stdout, r.stdout  # the model's own data set, read back by name
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--dataset", "mnist-full", "--patience", "3", "--hidden", "4", "--epochs", "1",
+     "--out", "run"],
+    ["sweep", "--dataset", "mnist-full", "--trials", "1", "--out", "sweep"],
+])
+def test_nothing_is_chosen_on_mnist_fulls_validation_images(tmp_path, command):
+    r = run(*command, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "trains on its validation images" in r.stderr, r.stderr
+    assert not any(tmp_path.iterdir())  # nothing written

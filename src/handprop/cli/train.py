@@ -44,9 +44,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "on two moons.")
     p.add_argument("--dataset", type=path, default=None,
                    help="moons, moons-small, mnist, mnist-full (MNIST trained on its 10,000 "
-                   "validation images too, for a last fit once settings are chosen), or a FILE.csv / FILE.npz / moons FILE.txt, "
-                   "split 80/10/10 (an NPZ of X_train, y_train, X_valid, y_valid, X_test and "
-                   "y_test is used as it is split; default moons)")
+                   "validation images too, for a last fit once settings are chosen), or a "
+                   "FILE.csv / FILE.npz / moons FILE.txt, split 80/10/10 (an NPZ of X_train, "
+                   "y_train, X_valid, y_valid, X_test and y_test is used as it is split; "
+                   "default moons)")
     p.add_argument("--label", default=None, metavar="COL[,COL...]",
                    help="the target column of a CSV (a header name or an index), or several "
                    "for several outputs (default: the column named label, else the last); an "
@@ -270,13 +271,17 @@ def _train(args: argparse.Namespace, plan: Run, out: Path, started: list) -> int
     from tqdm.auto import tqdm
 
     from ..core.network import MLP
-    from ..data.datasets import load_dataset
+    from ..data.datasets import VALID_SEEN, load_dataset
     from ..files import write_text
     from ..plotting import learning_curves, save_figure
     from ..train import checkpoint as ckpt
     from ..train.checkpoint import Interrupted
     from ..train.training import Diverged, fit
 
+    if plan.settings.patience and plan.dataset in VALID_SEEN:
+        raise InputError(f"early stopping chooses the epoch on the validation set, but "
+                         f"{plan.dataset} trains on its validation images: leave --patience "
+                         f"out (choose the epochs on mnist, then train on {plan.dataset})")
     pair = output_pair(plan.net["output"])
     train, valid, test = load_dataset(plan.dataset, data_dir=args.data_dir, label=plan.label,
                                       classes=pair.class_indices)

@@ -749,6 +749,8 @@ def mnist_full(splits):
 
 #: The data sets known by name, not by a file's suffix.
 BUILT_IN = ("moons", "moons-small", "mnist", "mnist-full")
+#: Those whose validation set is also trained on: nothing may be chosen on it.
+VALID_SEEN = ("mnist-full",)
 
 
 def load_dataset(name: str, *, data_dir=None, seed: int = 0, label=None,

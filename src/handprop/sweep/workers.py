@@ -65,8 +65,12 @@ def space_output(space: Space):
 
 def load_data(config: SweepConfig):
     """The sweep's (train, valid, test), its targets read for the space's output."""
-    from ..data.datasets import load_dataset
+    from ..data.datasets import VALID_SEEN, load_dataset
 
+    if config.dataset in VALID_SEEN:
+        raise InputError(f"a sweep chooses on the validation set, but {config.dataset} trains "
+                         f"on its validation images: sweep on mnist, then train the chosen "
+                         f"settings with handprop train --dataset {config.dataset}")
     return load_dataset(config.dataset, data_dir=config.data_dir, label=config.label,
                         classes=space_output(config.space).class_indices)
 
