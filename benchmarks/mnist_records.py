@@ -37,7 +37,7 @@ import numpy as np
 
 import handprop
 from handprop import MLP
-from handprop.data.datasets import load_mnist, mnist_full
+from handprop.data.datasets import VALID_SEEN, load_dataset
 from handprop.files import write_text
 from handprop.train.training import evaluate, fit
 
@@ -87,18 +87,19 @@ RECIPES = {
 }
 
 
-def run(number: int, data, epochs: int | None = None, log_dir: Path | None = None) -> dict:
+def run(number: int, epochs: int | None = None, log_dir: Path | None = None) -> dict:
     """Train recipe ``number`` from a clean start; its row of results.
 
-    ``data`` is MNIST as load_mnist returns it; a recipe whose "data" is
-    mnist-full trains on its validation images too (as ``handprop train
-    --dataset mnist-full``). ``epochs`` shortens the recipe (for the
-    bit-for-bit check); ``log_dir`` receives the per-epoch log,
+    The recipe's "data" names its data set (mnist by default; mnist-full
+    trains on the validation images too, as ``handprop train --dataset
+    mnist-full``). ``epochs`` shortens the recipe (for the bit-for-bit
+    check); ``log_dir`` receives the per-epoch log,
     mnist_records_recipe<number>.csv."""
     recipe = RECIPES[number]
     settings = dict(recipe["fit"], **({"epochs": epochs} if epochs else {}))
-    seen = recipe.get("data") == "mnist-full"  # the validation images train
-    (X, y), valid, test = mnist_full(data) if seen else data
+    dataset = recipe.get("data", "mnist")
+    seen = dataset in VALID_SEEN  # the validation images train
+    (X, y), valid, test = load_dataset(dataset)  # read for each recipe: none holds two
     net = MLP(784, recipe["d_h"], 10, dtype="float32", seed=0)
     log = None if log_dir is None else log_dir / f"mnist_records_recipe{number}.csv"
     t0 = time.perf_counter()
@@ -111,9 +112,10 @@ def run(number: int, data, epochs: int | None = None, log_dir: Path | None = Non
     epoch_seconds = history.column("seconds")
     row = {"recipe": number, "name": recipe["name"], "d_h": recipe["d_h"],
            "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},
-           "data": recipe.get("data", "mnist"), "valid_seen_in_training": seen,
+           "data": dataset, "valid_seen_in_training": seen,
            "epochs": len(history), "valid_error": history[-1].valid_error,
-           "best_valid_error": float(np.min(history.column("valid_error"))),
+           # nothing is chosen on a validation set that trained
+           "best_valid_error": None if seen else float(np.min(history.column("valid_error"))),
            "test_error": test_error, "seconds": seconds,
            "median_epoch_seconds": float(np.median(epoch_seconds)),
            # ru_maxrss is in KiB on Linux: the whole process so far, data and any
@@ -146,9 +148,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
-    data = load_mnist()
     log_dir = None if args.epochs else Path(args.out).parent
-    rows = [run(n, data, args.epochs, log_dir) for n in args.recipe]
+    rows = [run(n, args.epochs, log_dir) for n in args.recipe]
     if args.epochs:
         return
     # keep the other recipes' last results in the JSON file

@@ -349,12 +349,23 @@ def test_train_on_mnist_full_trains_on_60000_images(tmp_path):
     r = run("train", "--dataset", "mnist-full", "--hidden", "4", "--epochs", "1", "--no-progress",
             cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("mnist-full: 60000 train, 10000 valid, 10000 test examples")
+    assert r.stdout.startswith("mnist-full: 60000 train, 10000 valid (also trained on), 10000 "
+                               "test examples"), r.stdout
+    assert "valid error" in r.stdout and r.stdout.count("(also trained on)") == 2, r.stdout
     run_folder = tmp_path / "runs" / "mnist-full"  # the default --out names the data set
     assert (run_folder / "model.npz").exists()
-    r = run("evaluate", str(run_folder / "model.npz"), "--split", "train", cwd=tmp_path)
+    r = run("evaluate", str(run_folder / "model.npz"), "--split", "all", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "60000" in r.stdout, r.stdout  # the model's own data set, read back by name
+    lines = r.stdout.splitlines()  # the model's own data set, read back by name
+    assert lines[0].startswith("train: error") and "of 60000)" in lines[0], r.stdout
+    assert lines[1].startswith("valid (trained on): error") and "of 10000)" in lines[1]
+    assert lines[2].startswith("test: error"), r.stdout
+    # its validation images cannot choose an epoch when it goes on, on any data set
+    r = run("train", "--resume", str(run_folder), "--dataset", "mnist", "--force", "--patience",
+            "5", "--epochs", "2", cwd=tmp_path)
+    assert r.returncode == 2 and "cannot resume" in r.stderr and "early stopping" in r.stderr, \
+        r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
 
 
 @pytest.mark.parametrize("command", [

@@ -74,6 +74,8 @@ def test_mnist_full_trains_on_all_60000_training_images(mnist):
     # the validation set is kept (seen in training now), the test set untouched
     assert np.array_equal(Xva, mnist[1][0]) and np.array_equal(yva, mnist[1][1])
     assert np.array_equal(Xte, mnist[2][0]) and np.array_equal(yte, mnist[2][1])
+    (X60, y60), _, _ = load_mnist(full=True)  # what the name reads
+    assert np.array_equal(X60, Xtr) and np.array_equal(y60, ytr)
 
 
 def test_mnist_data_root_from_environment(monkeypatch, tmp_path):

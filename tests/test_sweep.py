@@ -369,6 +369,17 @@ def _config(tmp_path, dims, trials, grid=None, **kw):
                        study="s", out=str(tmp_path), space=space, grid=grid, **kw)
 
 
+def test_a_sweep_on_mnist_full_is_refused_before_its_study_exists(tmp_path):
+    from handprop.errors import InputError
+    from handprop.sweep import Dimension, SweepConfig
+
+    space = Space({"lr": Dimension("lr", low=0.01, high=0.1)}, source="test")
+    with pytest.raises(InputError, match="mnist-full trains on its validation images"):
+        SweepConfig(dataset="mnist-full", trials=1, storage=f"sqlite:///{tmp_path / 's.db'}",
+                    study="s", out=str(tmp_path), space=space)
+    assert not any(tmp_path.iterdir())
+
+
 def test_the_other_trials_complete_beside_a_diverging_one(tmp_path):
     from handprop.sweep import run_sweep, summarize
 

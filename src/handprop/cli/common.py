@@ -151,7 +151,11 @@ def writable_folder(path: str) -> Path:
 
 
 def dataset_name(dataset: str) -> str:
-    return dataset if dataset in ("moons", "mnist") else Path(dataset).stem
+    """A data set's name in folder and study names: a built-in one's own, a
+    file's stem."""
+    from ..data.datasets import BUILT_IN
+
+    return dataset if dataset in BUILT_IN else Path(dataset).stem
 
 
 # -- an epoch's line ----------------------------------------------------------

@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
                        "model) and average loss of a model on a dataset's split.")
     p.add_argument("model", type=path, help="a model.npz")
     p.add_argument("--dataset", type=path, default=None,
-                   help="moons, mnist, or a file (default: the model's own, as trained)")
+                   help="moons, moons-small, mnist, mnist-full, or a file (default: the "
+                   "model's own, as trained)")
     p.add_argument("--label", default=None, metavar="COL[,COL...]",
                    help="the target columns of a CSV (default: the model's, as trained)")
     p.add_argument("--split", choices=("train", "valid", "test", "all"), default="test")
@@ -40,7 +41,7 @@ def add_parser(sub) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..core.network import MLP
-    from ..data.datasets import load_dataset
+    from ..data.datasets import VALID_SEEN, load_dataset
     from ..train.training import evaluate
     from .train import _labels
 
@@ -54,8 +55,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
                       load_dataset(dataset, data_dir=args.data_dir, label=label,
                                    classes=net.pair.class_indices), strict=True))
     names = ("train", "valid", "test") if args.split == "all" else (args.split,)
+    # a model trained on mnist-full has trained on the valid images too
+    seen = meta.get("dataset") in VALID_SEEN
     for name in names:
         X, y = splits[name]
+        shown_name = f"{name} (trained on)" if seen and name == "valid" else name
         if X.shape[1] != net.d:
             raise InputError(f"{dataset} has {X.shape[1]} features; the model expects "
                              f"{net.d}")
@@ -66,10 +70,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
                              f"outputs: {exc}") from None
         measure, loss = evaluate(net, X, y)
         if net.pair.classifies:
-            print(f"{name}: error {show_measure(measure)} ({round(measure * len(y))} of "
-                  f"{len(y)}), average loss {loss:.4f}")
+            print(f"{shown_name}: error {show_measure(measure)} ({round(measure * len(y))} "
+                  f"of {len(y)}), average loss {loss:.4f}")
         else:
-            print(f"{name}: R2 {show_measure(measure, 'r2')}, average loss {loss:.4f} "
+            print(f"{shown_name}: R2 {show_measure(measure, 'r2')}, average loss {loss:.4f} "
                   f"({len(y)} examples)")
     return 0
 

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core.outputs import OUTPUTS, output_pair, outputs_for
+from ..data.datasets import VALID_SEEN
 from ..errors import InputError
 from ..train import parameters as table
 from ..train.settings import RunSettings
@@ -174,6 +175,10 @@ def _resume_run(args: argparse.Namespace, folder: Path) -> Run:
         if a != b:
             option = "--l1/--l2" if f == "penalty" else "--" + f.replace("_", "-")
             diffs.append(f"{option} (run {a!r}, now {b!r})")
+    if now.patience and saved.dataset in VALID_SEEN:
+        raise InputError(f"cannot resume {folder} with early stopping: it trained on "
+                         f"{saved.dataset}, whose validation images it has seen, so they "
+                         f"cannot choose its epoch")
     if diffs and not args.force:
         raise InputError(f"cannot resume {folder}: it was started with other settings: "
                          f"{'; '.join(diffs)}; add --force to resume with the new ones")
@@ -271,7 +276,7 @@ def _train(args: argparse.Namespace, plan: Run, out: Path, started: list) -> int
     from tqdm.auto import tqdm
 
     from ..core.network import MLP
-    from ..data.datasets import VALID_SEEN, load_dataset
+    from ..data.datasets import load_dataset
     from ..files import write_text
     from ..plotting import learning_curves, save_figure
     from ..train import checkpoint as ckpt
@@ -299,8 +304,9 @@ def _train(args: argparse.Namespace, plan: Run, out: Path, started: list) -> int
     if not args.resume:  # the new run starts now: the old one's checkpoint goes
         ckpt.path_in(out).unlink(missing_ok=True)
         write_text(out / "run.json", plan.to_json())
-    print(f"{plan.dataset}: {len(train[0])} train, {len(valid[0])} valid, {len(test[0])} test "
-          f"examples; {net}, {net.n_params:,} parameters")
+    seen = " (also trained on)" if plan.dataset in VALID_SEEN else ""
+    print(f"{plan.dataset}: {len(train[0])} train, {len(valid[0])} valid{seen}, "
+          f"{len(test[0])} test examples; {net}, {net.n_params:,} parameters")
     if args.resume:
         print(f"resuming the run in {out} from its checkpoint")
     print(header(pair.measure))
@@ -327,7 +333,8 @@ def _train(args: argparse.Namespace, plan: Run, out: Path, started: list) -> int
                  label=plan.label, settings=plan.settings.to_dict(),
                  stop_reason=history.stop_reason, best_epoch=history.best_epoch)
         hidden = ",".join(map(str, plan.net["hidden"]))
-        save_figure(learning_curves(history, title=f"{plan.dataset}, d_h = {hidden}"),
+        name = f"{plan.dataset} (valid also trained on)" if seen else plan.dataset
+        save_figure(learning_curves(history, title=f"{name}, d_h = {hidden}"),
                     out / "curves.png")
     except KeyboardInterrupt:
         print(f"handprop: interrupted while writing the results; the finished run is in its "
@@ -337,7 +344,7 @@ def _train(args: argparse.Namespace, plan: Run, out: Path, started: list) -> int
     what = "error" if pair.measure == "error" else "R2"
     print(f"{history.stop_reason}; epoch {last.epoch} kept: test {what} "
           f"{show_measure(last.test_error, pair.measure)}, valid {what} "
-          f"{show_measure(last.valid_error, pair.measure)}")
+          f"{show_measure(last.valid_error, pair.measure)}{seen}")
     print(f"wrote {out / 'model.npz'}, {log_path}, {out / 'curves.png'}, "
           f"{out / 'checkpoint.npz'}")
     return 0

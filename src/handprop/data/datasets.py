@@ -29,7 +29,9 @@ from ..errors import InputError
 from ..files import open_regular, read_npz, shown
 
 __all__ = [
+    "BUILT_IN",
     "DataError",
+    "VALID_SEEN",
     "data_home",
     "load_csv",
     "load_dataset",
@@ -657,7 +659,7 @@ def _download(folder: Path, name: str, timeout: float, progress: bool) -> Path:
 
 def load_mnist(
     data_dir: str | os.PathLike | None = None, *, download: bool = True, timeout: float = 30.0,
-    progress: bool | None = None,
+    progress: bool | None = None, full: bool = False,
 ):
     """MNIST as train, valid and test sets.
 
@@ -672,13 +674,18 @@ def load_mnist(
     timeout : seconds per download attempt
     progress : a progress bar of each download on stderr (by default, when
         stderr is a terminal)
+    full : train on all 60,000 official training images, the validation
+        ones included (the ``mnist-full`` data set): for a last fit once the
+        settings are chosen on the validation set, which is then no longer
+        held out. Nothing may be chosen on its error (:data:`VALID_SEEN`).
 
     Returns
     -------
     ((X_train, y_train), (X_valid, y_valid), (X_test, y_test)):
-    the first 50,000 official training images, the last 10,000, and the
-    official 10,000 test images. Each X is float32 in [0, 1] with shape
-    (n, 784), each y int64.
+    the first 50,000 official training images (all 60,000 with ``full``, in
+    the official order), the last 10,000, and the official 10,000 test
+    images. Each X is float32 in [0, 1] with shape (n, 784), each y int64
+    with shape (n,).
     """
     if data_dir is not None and not os.fspath(data_dir).strip():
         raise DataError(f"data_dir is empty ({os.fspath(data_dir)!r}): give the folder that "
@@ -716,34 +723,15 @@ def load_mnist(
         return X
 
     # Converted slice by slice from the uint8 bytes, so that no float copy of
-    # all 60,000 training images is ever held beside the split.
+    # the training images is ever held beside the splits.
     train_images = arrays.pop("train-images-idx3-ubyte")
     train_labels = arrays["train-labels-idx1-ubyte"].astype(np.int64)
-    train = (images(train_images[:N_TRAIN]), train_labels[:N_TRAIN])
+    n_train = len(train_images) if full else N_TRAIN
+    train = (images(train_images[:n_train]), train_labels[:n_train])
     valid = (images(train_images[N_TRAIN:]), train_labels[N_TRAIN:])
     del train_images
     test = (images(arrays.pop("t10k-images-idx3-ubyte")),
             arrays["t10k-labels-idx1-ubyte"].astype(np.int64))
-    return train, valid, test
-
-
-def mnist_full(splits):
-    """MNIST's splits as :func:`load_mnist` returns them, with the
-    validation images added to the training set: for a last fit on all
-    60,000 official training images, once the settings are chosen on the
-    validation set.
-
-    Returns
-    -------
-    ((X_train, y_train), (X_valid, y_valid), (X_test, y_test)): X_train of
-    shape (60000, 784), the 50,000 training images then the 10,000
-    validation ones, in the official order; the validation and test sets as
-    given. The validation images are then seen in training: their error is
-    no longer held out, and choosing anything on it is choosing on the
-    training set.
-    """
-    (X_train, y_train), valid, test = splits
-    train = (np.concatenate([X_train, valid[0]]), np.concatenate([y_train, valid[1]]))
     return train, valid, test
 
 
@@ -758,9 +746,10 @@ def load_dataset(name: str, *, data_dir=None, seed: int = 0, label=None,
     """Train, valid and test sets by name: ``moons`` (600 / 200 / 200 points,
     noise 0.2), ``moons-small`` (200 / 200 / 200, noise 0.25, where capacity
     shows), ``mnist``, ``mnist-full`` (MNIST trained on its validation
-    images too: :func:`mnist_full`), a ``.csv``, a ``.npz`` or a two-moons ``.txt`` file
-    (files are split 80/10/10 with ``seed``; an .npz of X_train, y_train,
-    X_valid, y_valid, X_test and y_test is used as it is split).
+    images too: :func:`load_mnist` with ``full``), a ``.csv``, a ``.npz``
+    or a two-moons ``.txt`` file (files are split 80/10/10 with ``seed``;
+    an .npz of X_train, y_train, X_valid, y_valid, X_test and y_test is
+    used as it is split).
 
     ``label`` names a CSV's target column or columns (see :func:`load_csv`);
     with ``classes=False`` the targets of a file are read as numbers, for
@@ -781,7 +770,7 @@ def load_dataset(name: str, *, data_dir=None, seed: int = 0, label=None,
     if name == "mnist":
         return load_mnist(data_dir)
     if name == "mnist-full":
-        return mnist_full(load_mnist(data_dir))
+        return load_mnist(data_dir, full=True)
     if suffix == ".csv":
         X, y = load_csv(name, label, classes=classes)
     elif suffix == ".npz":

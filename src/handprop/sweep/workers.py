@@ -37,6 +37,15 @@ class SweepConfig:
     device: str = "cpu"
     label: list | None = None
 
+    def __post_init__(self) -> None:
+        from ..data.datasets import VALID_SEEN
+
+        if self.dataset in VALID_SEEN:  # before any study is made
+            raise InputError(f"a sweep chooses on the validation set, but {self.dataset} "
+                             f"trains on its validation images: sweep on mnist, then train "
+                             f"the chosen settings with handprop train --dataset "
+                             f"{self.dataset}")
+
 
 def trial_settings(p: dict, seed: int, *, context: str | None = None):
     """The RunSettings of a trial's values ``p`` (see :func:`trial_values`),
@@ -65,12 +74,8 @@ def space_output(space: Space):
 
 def load_data(config: SweepConfig):
     """The sweep's (train, valid, test), its targets read for the space's output."""
-    from ..data.datasets import VALID_SEEN, load_dataset
+    from ..data.datasets import load_dataset
 
-    if config.dataset in VALID_SEEN:
-        raise InputError(f"a sweep chooses on the validation set, but {config.dataset} trains "
-                         f"on its validation images: sweep on mnist, then train the chosen "
-                         f"settings with handprop train --dataset {config.dataset}")
     return load_dataset(config.dataset, data_dir=config.data_dir, label=config.label,
                         classes=space_output(config.space).class_indices)
 
